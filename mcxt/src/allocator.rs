@@ -1,0 +1,173 @@
+//! Collections in contexts: `Allocator` for `&Context`.
+//!
+//! [`allocator_api2`]'s trait (what `hashbrown` and `allocator_api2::vec::Vec`
+//! use on stable Rust) is implemented for `&Context`, so a collection
+//! borrows its context and cannot outlive a reset. With the `nightly`
+//! feature, core's unstable `Allocator` is implemented too.
+//!
+//! ```
+//! use allocator_api2::vec::Vec;
+//! let ctx = mcxt::Context::new("collections");
+//! let mut v = Vec::new_in(&ctx);
+//! v.extend(0..1000u64);
+//! let mut map = hashbrown::HashMap::new_in(&ctx);
+//! map.insert("answer", 42);
+//! assert_eq!(v.iter().sum::<u64>(), 499_500);
+//! assert_eq!(map["answer"], 42);
+//! assert!(ctx.mem_allocated(false) > 8000);
+//! ```
+
+use crate::context::Context;
+use crate::error::AllocFlags;
+use crate::raw;
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+/// Allocates for `layout`; the slice length is the requested size.
+#[inline]
+fn allocate(ctx: &Context<'_>, layout: Layout) -> Option<NonNull<[u8]>> {
+    let p = ctx.try_alloc_layout(layout).ok()?;
+    Some(NonNull::slice_from_raw_parts(p, layout.size()))
+}
+
+/// # Safety
+/// `ptr` allocated by `ctx` with `old`; `new.size() >= old.size()`.
+#[inline]
+unsafe fn grow(
+    ctx: &Context<'_>,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zero: bool,
+) -> Option<NonNull<[u8]>> {
+    // SAFETY: `ptr` is a live chunk of `ctx` (caller contract).
+    unsafe {
+        let p = if new.align() <= old.align().max(8) {
+            // `realloc` keeps the chunk's alignment (aligned chunks keep theirs).
+            raw::realloc_extended(ptr, new.size(), AllocFlags::NO_OOM).ok()??
+        } else {
+            let p = ctx.try_alloc_layout(new).ok()?;
+            ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size());
+            let _ = raw::free(ptr);
+            p
+        };
+        if zero {
+            p.as_ptr()
+                .add(old.size())
+                .write_bytes(0, new.size() - old.size());
+        }
+        Some(NonNull::slice_from_raw_parts(p, new.size()))
+    }
+}
+
+/// # Safety
+/// `ptr` allocated by `ctx` with `old`; `new.size() <= old.size()`.
+#[inline]
+unsafe fn shrink(
+    ctx: &Context<'_>,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+) -> Option<NonNull<[u8]>> {
+    if new.align() <= old.align().max(8) {
+        // A chunk is never moved to shrink: the space comes back when the
+        // context is reset (or at once for dedicated blocks on free).
+        return Some(NonNull::slice_from_raw_parts(ptr, new.size()));
+    }
+    let p = ctx.try_alloc_layout(new).ok()?;
+    // SAFETY: both chunks are live and at least `new.size()` long.
+    unsafe {
+        ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), new.size());
+        let _ = raw::free(ptr);
+    }
+    Some(NonNull::slice_from_raw_parts(p, new.size()))
+}
+
+// SAFETY: memory stays valid until deallocated or until the context is
+// reset or deleted, which needs `&mut Context` or its drop, both impossible
+// while this `&Context` (and so any collection using it) lives. Copies of
+// the `&Context` allocator share the same context, so memory from one can
+// be freed through another.
+unsafe impl allocator_api2::alloc::Allocator for &Context<'_> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        allocate(self, layout).ok_or(allocator_api2::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+        // SAFETY: `ptr` is a live chunk of this context (trait contract).
+        let _ = unsafe { raw::free(ptr) };
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { grow(self, ptr, old, new, false).ok_or(allocator_api2::alloc::AllocError) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { grow(self, ptr, old, new, true).ok_or(allocator_api2::alloc::AllocError) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { shrink(self, ptr, old, new).ok_or(allocator_api2::alloc::AllocError) }
+    }
+}
+
+#[cfg(feature = "nightly")]
+// SAFETY: as for the allocator_api2 implementation above.
+unsafe impl core::alloc::Allocator for &Context<'_> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
+        allocate(self, layout).ok_or(core::alloc::AllocError)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+        // SAFETY: trait contract.
+        let _ = unsafe { raw::free(ptr) };
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { grow(self, ptr, old, new, false).ok_or(core::alloc::AllocError) }
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { grow(self, ptr, old, new, true).ok_or(core::alloc::AllocError) }
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
+        // SAFETY: trait contract.
+        unsafe { shrink(self, ptr, old, new).ok_or(core::alloc::AllocError) }
+    }
+}

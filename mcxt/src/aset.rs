@@ -1,0 +1,837 @@
+//! AllocSet: the general-purpose context kind.
+//!
+//! # Design
+//!
+//! An AllocSet carves chunks out of blocks it gets from the system. Small
+//! requests (up to the context's *chunk limit*, at most 8192 bytes) are
+//! rounded up to a size class (see [`crate::sizeclass`]) and carved from the
+//! current block; when such a chunk is freed it goes on the free list of its
+//! class, a LIFO stack threaded through the chunks themselves, and the next
+//! request of that class takes it back. Small chunks are never returned to
+//! the system one by one: their memory comes back when the context is reset
+//! or deleted. That is the whole point of a memory context: freeing is
+//! optional, and resetting a context that held a million chunks costs as
+//! much as freeing its few blocks.
+//!
+//! Requests above the chunk limit get a *dedicated block* of their own
+//! (an "external" chunk), which goes back to the system as soon as it is
+//! freed and is resized with `realloc` in place when possible.
+//!
+//! **Blocks.** The first block, the *keeper*, lives in the same system
+//! allocation as the context header and is kept across resets, so a
+//! per-tuple context that is reset millions of times never calls `malloc`.
+//! Further blocks start at `init_block_size` and double up to
+//! `max_block_size`, so a context holding little wastes little, and one
+//! holding a lot makes few system calls. When the current block cannot hold
+//! a request, its remaining space is carved into free chunks of the largest
+//! classes that fit, so it is not lost, and a new block becomes current.
+//!
+//! **Layout.** Every chunk is preceded by the 8-byte header of
+//! [`crate::chunk`]: class index and distance back to the block header,
+//! whose first word points to the context. `free(ptr)` therefore needs two
+//! dependent loads to find the free list, and no search.
+//!
+//! **Hot path.** `alloc` is: compare against the chunk limit, one table
+//! load for the class, pop the free list or bump the current block's free
+//! pointer and write one header word. Everything rarer (new blocks,
+//! dedicated blocks, errors) is out of line and marked cold. The current
+//! block's bounds live in the context, next to the free lists, so the hot
+//! path touches no block header.
+//!
+//! **Recycling.** Deleted contexts created with the two standard parameter
+//! sets (`DEFAULT` and `SMALL`, as PostgreSQL) are reset and kept on a
+//! per-thread list (at most [`MAX_RECYCLED`] of each) instead of being
+//! freed, so creating a per-query context costs a few stores, not a
+//! `malloc` of 8 KiB.
+
+use crate::chunk::{maxalign, read_header, write_header, Header, KindId, CHUNK_HDR_SIZE};
+use crate::error::{check_size, AllocFlags, Error, ErrorKind};
+use crate::sizeclass::{class_fitting, class_of, class_size, CLASS_LIMIT, NUM_CLASSES};
+use crate::stats::Counters;
+use crate::system;
+use crate::tree::{self, ContextHeader};
+use crate::ContextKind;
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+
+/// Block-size parameters of an AllocSet (PostgreSQL's `minContextSize`,
+/// `initBlockSize`, `maxBlockSize`).
+///
+/// ```
+/// use mcxt::AllocSetSizes;
+/// let custom = AllocSetSizes { min_context_size: 0, init_block_size: 4096, max_block_size: 65536 };
+/// assert!(custom.init_block_size >= AllocSetSizes::SMALL.init_block_size);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocSetSizes {
+    /// Size of the first (keeper) block including the context header; 0
+    /// means "same as `init_block_size`".
+    pub min_context_size: usize,
+    /// Size of the first blocks.
+    pub init_block_size: usize,
+    /// Largest block; block sizes double from `init_block_size` up to this.
+    pub max_block_size: usize,
+}
+
+impl AllocSetSizes {
+    /// For contexts that may hold a lot: 8 KiB first block, blocks up to
+    /// 8 MiB (`ALLOCSET_DEFAULT_SIZES`).
+    pub const DEFAULT: AllocSetSizes = AllocSetSizes {
+        min_context_size: 0,
+        init_block_size: 8 * 1024,
+        max_block_size: 8 * 1024 * 1024,
+    };
+    /// For contexts never expected to hold much: 1 KiB blocks up to 8 KiB
+    /// (`ALLOCSET_SMALL_SIZES`).
+    pub const SMALL: AllocSetSizes = AllocSetSizes {
+        min_context_size: 0,
+        init_block_size: 1024,
+        max_block_size: 8 * 1024,
+    };
+    /// Start small but may grow: 1 KiB up to 8 MiB
+    /// (`ALLOCSET_START_SMALL_SIZES`).
+    pub const START_SMALL: AllocSetSizes = AllocSetSizes {
+        min_context_size: 0,
+        init_block_size: 1024,
+        max_block_size: 8 * 1024 * 1024,
+    };
+
+    fn validate(&self) -> Result<(), &'static str> {
+        let Self {
+            min_context_size: min,
+            init_block_size: init,
+            max_block_size: max,
+        } = *self;
+        if init < 1024 || init % 8 != 0 {
+            return Err("init_block_size must be a multiple of 8 and at least 1024");
+        }
+        if max < init || max % 8 != 0 || max > MAX_BLOCK_SIZE {
+            return Err(
+                "max_block_size must be a multiple of 8, at least init_block_size and below 1 GiB",
+            );
+        }
+        if min != 0 && (min < 1024 || min % 8 != 0 || min > max) {
+            return Err(
+                "min_context_size must be 0, or a multiple of 8 between 1024 and max_block_size",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Largest block size accepted (PostgreSQL's `MEMORYCHUNK_MAX_BLOCKOFFSET`).
+pub(crate) const MAX_BLOCK_SIZE: usize = (1 << 30) - 1;
+
+/// Most recycled contexts kept per parameter set and thread
+/// (PostgreSQL's `MAX_FREE_CONTEXTS`).
+pub const MAX_RECYCLED: usize = 100;
+
+/// Header of every block; the keeper block's follows the context header.
+#[repr(C)]
+struct Block {
+    set: *mut AllocSet,
+    prev: *mut Block,
+    next: *mut Block,
+    /// One past the last byte of the block.
+    end: *mut u8,
+}
+
+const BLOCK_HDR: usize = size_of::<Block>();
+
+/// A free chunk's first word links it to the next free chunk of its class.
+struct FreeChunk {
+    next: *mut FreeChunk,
+}
+
+/// The AllocSet context.
+#[repr(C)]
+pub(crate) struct AllocSet {
+    pub(crate) hdr: ContextHeader,
+    /// Free space of the current (head) block.
+    freeptr: *mut u8,
+    endptr: *mut u8,
+    /// Current block, head of the block list; never null.
+    head: *mut Block,
+    chunk_limit: usize,
+    freelist: [*mut FreeChunk; NUM_CLASSES],
+    init_block_size: usize,
+    max_block_size: usize,
+    next_block_size: usize,
+    /// Size of the system allocation holding the header and the keeper.
+    first_alloc_size: usize,
+    /// 0: not recyclable; 1: DEFAULT; 2: SMALL / START_SMALL.
+    recycle_slot: u8,
+}
+
+/// Offset of the keeper block from the context header, block-aligned.
+const SET_HDR: usize = (size_of::<AllocSet>() + 15) & !15;
+
+#[inline(always)]
+fn keeper(set: *mut AllocSet) -> *mut Block {
+    set.cast::<u8>().wrapping_add(SET_HDR).cast()
+}
+
+#[inline(always)]
+fn block_data(block: *mut Block) -> *mut u8 {
+    block.cast::<u8>().wrapping_add(BLOCK_HDR)
+}
+
+/// Largest chunk kept small for a given maximum block size: at most a
+/// quarter of a maximal block, so that one huge chunk does not strand most
+/// of a block (PostgreSQL's `ALLOC_CHUNK_FRACTION`).
+fn chunk_limit_for(max_block_size: usize) -> usize {
+    let mut limit = CLASS_LIMIT;
+    while limit > 8 && limit + CHUNK_HDR_SIZE > (max_block_size - BLOCK_HDR) / 4 {
+        limit >>= 1;
+    }
+    limit
+}
+
+fn recycle_slot_for(sizes: &AllocSetSizes) -> u8 {
+    match (sizes.min_context_size, sizes.init_block_size) {
+        (0, 8192) => 1,
+        (0, 1024) => 2,
+        _ => 0,
+    }
+}
+
+/// Creates an AllocSet under `parent` (or as a root).
+///
+/// # Safety
+/// `parent` must be a valid context or null.
+pub(crate) unsafe fn create(
+    parent: *mut ContextHeader,
+    name: &'static str,
+    sizes: AllocSetSizes,
+) -> Result<*mut AllocSet, Error> {
+    sizes
+        .validate()
+        .map_err(|why| Error::new(ErrorKind::InvalidParameters(why), name, 0))?;
+    // SAFETY: parent is valid or null (caller contract).
+    unsafe {
+        crate::critical::check_create(parent, name)?;
+        let slot = recycle_slot_for(&sizes);
+        #[cfg(feature = "std")]
+        if slot != 0 {
+            if let Some(set) = recycle::pop(slot) {
+                let bytes = (*set).first_alloc_size;
+                if let Err(e) = tree::charge(parent, bytes, name, bytes) {
+                    recycle::push(set);
+                    return Err(e);
+                }
+                (*set).hdr = ContextHeader::new(ContextKind::AllocSet, name);
+                (*set).hdr.own_bytes = bytes;
+                (*set).hdr.subtree_bytes = bytes;
+                (*set).max_block_size = sizes.max_block_size;
+                (*set).init_block_size = sizes.init_block_size;
+                (*set).next_block_size = sizes.init_block_size;
+                (*set).chunk_limit = chunk_limit_for(sizes.max_block_size);
+                finish_create(set, parent);
+                return Ok(set);
+            }
+        }
+        let wanted = if sizes.min_context_size != 0 {
+            sizes.min_context_size
+        } else {
+            sizes.init_block_size
+        };
+        let first = wanted.max(SET_HDR + BLOCK_HDR + CHUNK_HDR_SIZE + 8);
+        tree::charge(parent, first, name, first)?;
+        let mem = system::alloc_block(first);
+        if mem.is_null() {
+            tree::discharge(parent, first);
+            return Err(Error::new(ErrorKind::OutOfMemory, name, first));
+        }
+        let set = mem.cast::<AllocSet>();
+        let keeper = keeper(set);
+        set.write(AllocSet {
+            hdr: ContextHeader::new(ContextKind::AllocSet, name),
+            freeptr: block_data(keeper),
+            endptr: mem.add(first),
+            head: keeper,
+            chunk_limit: chunk_limit_for(sizes.max_block_size),
+            freelist: [ptr::null_mut(); NUM_CLASSES],
+            init_block_size: sizes.init_block_size,
+            max_block_size: sizes.max_block_size,
+            next_block_size: sizes.init_block_size,
+            first_alloc_size: first,
+            recycle_slot: slot,
+        });
+        keeper.write(Block {
+            set,
+            prev: ptr::null_mut(),
+            next: ptr::null_mut(),
+            end: mem.add(first),
+        });
+        (*set).hdr.own_bytes = first;
+        (*set).hdr.subtree_bytes = first;
+        finish_create(set, parent);
+        Ok(set)
+    }
+}
+
+unsafe fn finish_create(set: *mut AllocSet, parent: *mut ContextHeader) {
+    // SAFETY: `set` is fully initialised and unlinked; parent valid or null.
+    unsafe {
+        if !parent.is_null() {
+            (*set).hdr.allow_in_critical = (*parent).allow_in_critical;
+            tree::link(set.cast(), parent);
+        }
+    }
+}
+
+/// Allocates `size` bytes.
+///
+/// # Safety
+/// `set` must be a valid AllocSet.
+#[inline(always)]
+pub(crate) unsafe fn alloc(
+    set: *mut AllocSet,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `set` is valid (caller contract); the free list holds chunks
+    // of this class; the carve stays within [freeptr, endptr).
+    unsafe {
+        if size > (*set).chunk_limit {
+            return alloc_large(set, size, flags);
+        }
+        let class = class_of(size);
+        let slot = (*set).freelist.get_unchecked_mut(class);
+        let head = *slot;
+        if !head.is_null() {
+            *slot = (*head).next;
+            return Ok(NonNull::new_unchecked(head.cast()));
+        }
+        let need = class_size(class) + CHUNK_HDR_SIZE;
+        let p = (*set).freeptr;
+        if (*set).endptr as usize - p as usize >= need {
+            (*set).freeptr = p.add(need);
+            (*set).hdr.is_reset = false;
+            let chunk = p.add(CHUNK_HDR_SIZE);
+            let offset = p as usize - (*set).head as usize;
+            write_header(chunk, Header::new(KindId::AllocSet, class, offset));
+            return Ok(NonNull::new_unchecked(chunk));
+        }
+        alloc_from_new_block(set, class)
+    }
+}
+
+/// The current block is full: file its remainder on the free lists, get a
+/// new block and carve the chunk from it.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_from_new_block(set: *mut AllocSet, class: usize) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `set` valid (caller contract); all pointers stay inside the
+    // current block or the new one.
+    unsafe {
+        let need = class_size(class) + CHUNK_HDR_SIZE;
+        let required = BLOCK_HDR + need;
+        let mut size = (*set).next_block_size;
+        while size < required {
+            size *= 2;
+        }
+        let block = loop {
+            tree::acquire(set.cast(), size, class_size(class))?;
+            let mem = system::alloc_block(size);
+            if !mem.is_null() {
+                break mem.cast::<Block>();
+            }
+            tree::release(set.cast(), size);
+            // Short of memory: try smaller blocks, down to what is needed,
+            // while the blocks are large (PostgreSQL does the same).
+            if size > 1024 * 1024 && size / 2 >= required {
+                size /= 2;
+                continue;
+            }
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                (*set).hdr.name,
+                class_size(class),
+            ));
+        };
+        carve_remainder(set);
+        if (*set).next_block_size < (*set).max_block_size {
+            (*set).next_block_size = ((*set).next_block_size * 2).min((*set).max_block_size);
+        }
+        let end = block.cast::<u8>().add(size);
+        block.write(Block {
+            set,
+            prev: ptr::null_mut(),
+            next: (*set).head,
+            end,
+        });
+        (*(*set).head).prev = block;
+        (*set).head = block;
+        let p = block_data(block);
+        (*set).freeptr = p.add(need);
+        (*set).endptr = end;
+        (*set).hdr.is_reset = false;
+        let chunk = p.add(CHUNK_HDR_SIZE);
+        write_header(chunk, Header::new(KindId::AllocSet, class, BLOCK_HDR));
+        Ok(NonNull::new_unchecked(chunk))
+    }
+}
+
+/// Turns the free space of the current block into free chunks of the
+/// largest classes that fit (at most the chunk limit).
+unsafe fn carve_remainder(set: *mut AllocSet) {
+    // SAFETY: carving stays inside [freeptr, endptr) of the head block.
+    unsafe {
+        let block = (*set).head as usize;
+        loop {
+            let avail = (*set).endptr as usize - (*set).freeptr as usize;
+            if avail < CHUNK_HDR_SIZE + 8 {
+                break;
+            }
+            let Some(mut class) = class_fitting((avail - CHUNK_HDR_SIZE).min((*set).chunk_limit))
+            else {
+                break;
+            };
+            if class_size(class) > (*set).chunk_limit {
+                class -= 1;
+            }
+            let p = (*set).freeptr;
+            let chunk = p.add(CHUNK_HDR_SIZE);
+            write_header(
+                chunk,
+                Header::new(KindId::AllocSet, class, p as usize - block),
+            );
+            let fc = chunk.cast::<FreeChunk>();
+            (*fc).next = (*set).freelist[class];
+            (*set).freelist[class] = fc;
+            (*set).freeptr = p.add(CHUNK_HDR_SIZE + class_size(class));
+        }
+    }
+}
+
+/// A chunk above the chunk limit: a dedicated block, inserted second in
+/// the block list so the current block stays current.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_large(
+    set: *mut AllocSet,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `set` valid (caller contract); the new block is private.
+    unsafe {
+        let name = (*set).hdr.name;
+        check_size(size, flags, name)?;
+        let bytes = BLOCK_HDR + CHUNK_HDR_SIZE + maxalign(size);
+        tree::acquire(set.cast(), bytes, size)?;
+        let block = system::alloc_block(bytes).cast::<Block>();
+        if block.is_null() {
+            tree::release(set.cast(), bytes);
+            return Err(Error::new(ErrorKind::OutOfMemory, name, size));
+        }
+        let head = (*set).head;
+        let next = (*head).next;
+        block.write(Block {
+            set,
+            prev: head,
+            next,
+            end: block.cast::<u8>().add(bytes),
+        });
+        if !next.is_null() {
+            (*next).prev = block;
+        }
+        (*head).next = block;
+        (*set).hdr.is_reset = false;
+        let chunk = block_data(block).add(CHUNK_HDR_SIZE);
+        write_header(chunk, Header::external(KindId::AllocSet));
+        Ok(NonNull::new_unchecked(chunk))
+    }
+}
+
+/// Block of a small chunk.
+#[inline(always)]
+unsafe fn block_of(ptr: *mut u8, hdr: Header) -> *mut Block {
+    ptr.wrapping_sub(CHUNK_HDR_SIZE + hdr.block_offset()).cast()
+}
+
+/// Block of an external chunk.
+#[inline(always)]
+fn large_block_of(ptr: *mut u8) -> *mut Block {
+    ptr.wrapping_sub(CHUNK_HDR_SIZE + BLOCK_HDR).cast()
+}
+
+/// Frees a chunk whose header names AllocSet.
+///
+/// # Safety
+/// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
+#[inline(always)]
+pub(crate) unsafe fn free(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
+    // SAFETY: the header leads to the block, the block to its context
+    // (caller contract); the chunk's first word is ours once it is free.
+    unsafe {
+        if hdr.is_external() {
+            return free_large(ptr, hdr);
+        }
+        let set = (*block_of(ptr, hdr)).set;
+        let class = hdr.value();
+        debug_assert!(class < NUM_CLASSES);
+        let slot = (*set).freelist.get_unchecked_mut(class);
+        let fc = ptr.cast::<FreeChunk>();
+        (*fc).next = *slot;
+        *slot = fc;
+    }
+    Ok(())
+}
+
+#[cold]
+unsafe fn free_large(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
+    // SAFETY: an external chunk sits right after its block header (caller
+    // contract); the magic is checked before the block is trusted.
+    unsafe {
+        if !hdr.external_magic_ok() {
+            return Err(Error::new(ErrorKind::BadPointer { header: hdr.0 }, "?", 0));
+        }
+        let block = large_block_of(ptr);
+        let set = (*block).set;
+        let bytes = (*block).end as usize - block as usize;
+        let (prev, next) = ((*block).prev, (*block).next);
+        // A dedicated block is never the head, so `prev` is never null.
+        (*prev).next = next;
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        system::free_block(block.cast(), bytes);
+        tree::release(set.cast(), bytes);
+    }
+    Ok(())
+}
+
+/// Resizes a chunk; on error the old chunk is untouched.
+///
+/// # Safety
+/// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
+pub(crate) unsafe fn realloc(
+    ptr: *mut u8,
+    hdr: Header,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: caller contract; copies stay within both chunks.
+    unsafe {
+        if hdr.is_external() {
+            return realloc_large(ptr, hdr, size, flags);
+        }
+        let old = class_size(hdr.value());
+        if size <= old {
+            return Ok(NonNull::new_unchecked(ptr));
+        }
+        let set = (*block_of(ptr, hdr)).set;
+        crate::critical::check(set.cast(), size)?;
+        let new = alloc(set, size, flags)?;
+        ptr::copy_nonoverlapping(ptr, new.as_ptr(), old);
+        free(ptr, hdr)?;
+        Ok(new)
+    }
+}
+
+#[cold]
+unsafe fn realloc_large(
+    ptr: *mut u8,
+    hdr: Header,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: an external chunk sits alone after its block header; the
+    // block is relinked after the system realloc moved it.
+    unsafe {
+        if !hdr.external_magic_ok() {
+            return Err(Error::new(
+                ErrorKind::BadPointer { header: hdr.0 },
+                "?",
+                size,
+            ));
+        }
+        let block = large_block_of(ptr);
+        let set = (*block).set;
+        let name = (*set).hdr.name;
+        check_size(size, flags, name)?;
+        crate::critical::check(set.cast(), size)?;
+        let old_bytes = (*block).end as usize - block as usize;
+        let new_bytes = BLOCK_HDR + CHUNK_HDR_SIZE + maxalign(size);
+        if new_bytes > old_bytes {
+            tree::acquire(set.cast(), new_bytes - old_bytes, size)?;
+        }
+        let moved = system::realloc_block(block.cast(), old_bytes, new_bytes).cast::<Block>();
+        if moved.is_null() {
+            if new_bytes > old_bytes {
+                tree::release(set.cast(), new_bytes - old_bytes);
+            }
+            return Err(Error::new(ErrorKind::OutOfMemory, name, size));
+        }
+        if new_bytes < old_bytes {
+            tree::release(set.cast(), old_bytes - new_bytes);
+        }
+        (*moved).end = moved.cast::<u8>().add(new_bytes);
+        (*(*moved).prev).next = moved;
+        if !(*moved).next.is_null() {
+            (*(*moved).next).prev = moved;
+        }
+        Ok(NonNull::new_unchecked(
+            block_data(moved).add(CHUNK_HDR_SIZE),
+        ))
+    }
+}
+
+/// Context owning a chunk.
+///
+/// # Safety
+/// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
+#[inline]
+pub(crate) unsafe fn chunk_context(ptr: *mut u8, hdr: Header) -> *mut ContextHeader {
+    // SAFETY: caller contract.
+    unsafe {
+        let block = if hdr.is_external() {
+            large_block_of(ptr)
+        } else {
+            block_of(ptr, hdr)
+        };
+        (*block).set.cast()
+    }
+}
+
+/// Bytes the chunk occupies, header included.
+///
+/// # Safety
+/// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
+#[inline]
+pub(crate) unsafe fn chunk_space(ptr: *mut u8, hdr: Header) -> usize {
+    // SAFETY: caller contract.
+    unsafe {
+        if hdr.is_external() {
+            (*large_block_of(ptr)).end as usize - ptr as usize + CHUNK_HDR_SIZE
+        } else {
+            class_size(hdr.value()) + CHUNK_HDR_SIZE
+        }
+    }
+}
+
+/// Usable bytes of a chunk (its capacity, without the header).
+///
+/// # Safety
+/// As [`chunk_space`].
+#[inline]
+pub(crate) unsafe fn chunk_capacity(ptr: *mut u8, hdr: Header) -> usize {
+    // SAFETY: caller contract.
+    unsafe { chunk_space(ptr, hdr) - CHUNK_HDR_SIZE }
+}
+
+/// Frees every block but the keeper and empties the free lists.
+///
+/// # Safety
+/// `set` valid; its chunks are dead.
+pub(crate) unsafe fn reset(set: *mut AllocSet) {
+    // SAFETY: walks the set's own block list; the keeper is not freed.
+    unsafe {
+        let keeper = keeper(set);
+        let mut freed = 0;
+        let mut block = (*set).head;
+        while !block.is_null() {
+            let next = (*block).next;
+            if block != keeper {
+                let bytes = (*block).end as usize - block as usize;
+                freed += bytes;
+                system::free_block(block.cast(), bytes);
+            }
+            block = next;
+        }
+        (*keeper).next = ptr::null_mut();
+        (*keeper).prev = ptr::null_mut();
+        (*set).head = keeper;
+        (*set).freeptr = block_data(keeper);
+        (*set).endptr = (*keeper).end;
+        (*set).freelist = [ptr::null_mut(); NUM_CLASSES];
+        (*set).next_block_size = (*set).init_block_size;
+        if freed != 0 {
+            tree::release(set.cast(), freed);
+        }
+    }
+}
+
+/// Frees (or recycles) an unlinked, childless AllocSet.
+///
+/// # Safety
+/// `set` valid, unlinked, callbacks run; nothing of it is used afterwards.
+pub(crate) unsafe fn delete(set: *mut AllocSet) {
+    // SAFETY: caller contract.
+    unsafe {
+        if !(*set).hdr.is_reset {
+            reset(set);
+        }
+        #[cfg(feature = "std")]
+        if (*set).recycle_slot != 0 && recycle::push(set) {
+            return;
+        }
+        destroy(set);
+    }
+}
+
+/// Returns the header+keeper allocation to the system.
+unsafe fn destroy(set: *mut AllocSet) {
+    // SAFETY: `set` holds only its keeper (reset before); the header is
+    // plain data apart from the ident, already dropped.
+    unsafe {
+        let bytes = (*set).first_alloc_size;
+        ptr::drop_in_place(&mut (*set).hdr.ident);
+        system::free_block(set.cast(), bytes);
+    }
+}
+
+/// Stats of this context alone.
+///
+/// # Safety
+/// `set` valid.
+pub(crate) unsafe fn stats(set: *mut AllocSet) -> Counters {
+    // SAFETY: walks the set's own blocks and free lists.
+    unsafe {
+        let mut c = Counters::default();
+        let mut block = (*set).head;
+        while !block.is_null() {
+            c.blocks += 1;
+            block = (*block).next;
+        }
+        c.total_bytes = (*set).hdr.own_bytes;
+        c.free_bytes = (*set).endptr as usize - (*set).freeptr as usize;
+        for (class, &head) in (*set).freelist.iter().enumerate() {
+            let mut fc = head;
+            while !fc.is_null() {
+                c.free_chunks += 1;
+                c.free_bytes += class_size(class) + CHUNK_HDR_SIZE;
+                fc = (*fc).next;
+            }
+        }
+        c
+    }
+}
+
+/// Checks that `ptr` could be a chunk header of AllocSet's (used by the
+/// generic layer's reads of the header).
+#[allow(dead_code)]
+pub(crate) unsafe fn header_of(ptr: *mut u8) -> Header {
+    // SAFETY: caller contract of read_header.
+    unsafe { read_header(ptr) }
+}
+
+/// Bytes held by recycled contexts of this thread.
+pub fn recycled_bytes() -> usize {
+    #[cfg(feature = "std")]
+    {
+        recycle::bytes()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        0
+    }
+}
+
+/// Frees every recycled context of this thread, returning their memory to
+/// the system.
+pub fn release_recycled() {
+    #[cfg(feature = "std")]
+    recycle::clear();
+}
+
+#[cfg(feature = "std")]
+mod recycle {
+    //! Per-thread lists of deleted standard-size contexts, chained through
+    //! `hdr.next_sibling`.
+    use super::{destroy, AllocSet, MAX_RECYCLED};
+    use core::cell::Cell;
+    use core::ptr;
+
+    struct Cache {
+        heads: [Cell<*mut AllocSet>; 2],
+        counts: [Cell<usize>; 2],
+        bytes: Cell<usize>,
+    }
+
+    impl Cache {
+        fn clear(&self) {
+            for (head, count) in self.heads.iter().zip(&self.counts) {
+                let mut set = head.replace(ptr::null_mut());
+                count.set(0);
+                while !set.is_null() {
+                    // SAFETY: cached sets are valid, unlinked and owned by
+                    // this cache alone.
+                    unsafe {
+                        let next = (*set).hdr.next_sibling.cast::<AllocSet>();
+                        destroy(set);
+                        set = next;
+                    }
+                }
+            }
+            self.bytes.set(0);
+        }
+    }
+
+    impl Drop for Cache {
+        fn drop(&mut self) {
+            self.clear();
+        }
+    }
+
+    std::thread_local! {
+        static CACHE: Cache = const {
+            Cache {
+                heads: [Cell::new(ptr::null_mut()), Cell::new(ptr::null_mut())],
+                counts: [Cell::new(0), Cell::new(0)],
+                bytes: Cell::new(0),
+            }
+        };
+    }
+
+    pub(super) fn pop(slot: u8) -> Option<*mut AllocSet> {
+        CACHE
+            .try_with(|c| {
+                let i = slot as usize - 1;
+                let set = c.heads[i].get();
+                if set.is_null() {
+                    return None;
+                }
+                // SAFETY: cached sets are valid and owned by the cache.
+                unsafe {
+                    c.heads[i].set((*set).hdr.next_sibling.cast());
+                    c.counts[i].set(c.counts[i].get() - 1);
+                    c.bytes.set(c.bytes.get() - (*set).first_alloc_size);
+                }
+                Some(set)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Takes `set` (reset, unlinked); false if the list is full.
+    pub(super) fn push(set: *mut AllocSet) -> bool {
+        CACHE
+            .try_with(|c| {
+                // SAFETY: `set` is valid, reset and unlinked (caller).
+                unsafe {
+                    let i = (*set).recycle_slot as usize - 1;
+                    if c.counts[i].get() >= MAX_RECYCLED {
+                        return false;
+                    }
+                    ptr::drop_in_place(&mut (*set).hdr.ident);
+                    ptr::write(&mut (*set).hdr.ident, None);
+                    (*set).hdr.next_sibling = c.heads[i].get().cast();
+                    c.heads[i].set(set);
+                    c.counts[i].set(c.counts[i].get() + 1);
+                    c.bytes.set(c.bytes.get() + (*set).first_alloc_size);
+                }
+                true
+            })
+            .unwrap_or(false)
+    }
+
+    pub(super) fn bytes() -> usize {
+        CACHE.try_with(|c| c.bytes.get()).unwrap_or(0)
+    }
+
+    pub(super) fn clear() {
+        let _ = CACHE.try_with(|c| c.clear());
+    }
+}

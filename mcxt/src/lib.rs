@@ -1,0 +1,129 @@
+//! # mcxt: PostgreSQL's memory contexts, in Rust
+//!
+//! A **memory context** is a region allocator with a place in a tree. Every
+//! allocation belongs to one context. Freeing single chunks is allowed but
+//! optional: **resetting** a context frees all its chunks at once (and
+//! deletes its children), **deleting** it frees it and its whole subtree.
+//! A database creates a context per query and per tuple, allocates freely
+//! and resets: leaks are impossible and freeing costs a few block frees,
+//! not a million `free` calls. This is the model of PostgreSQL's `palloc`,
+//! rebuilt here with the same semantics, an 8-byte chunk header, exact
+//! O(1) accounting, byte limits and a safe Rust API.
+//!
+//! ## The model in a page
+//!
+//! * **Tree.** [`Context::new`] makes a root; [`Context::new_child`] a child
+//!   that borrows its parent. [`Context::reset`] frees every chunk and
+//!   deletes every descendant, keeping the first block so reset loops never
+//!   call the system allocator; dropping a handle deletes the context.
+//! * **Chunks know their context.** Each chunk is preceded by an 8-byte
+//!   header (kind, size class, distance to its block), so
+//!   [`raw::free`]`(ptr)`, [`raw::realloc`]`(ptr, n)`, [`raw::chunk_context`]
+//!   and [`raw::chunk_space`] need no context argument.
+//! * **AllocSet** ([`AllocSetSizes`]) is the general-purpose kind: size
+//!   classes with free lists, growing blocks, a kept first block, dedicated
+//!   blocks for requests above 8 KiB that return to the system on free,
+//!   and recycling of deleted contexts.
+//! * **Accounting and limits.** [`Context::mem_allocated`] gives the bytes
+//!   held by a context or its subtree in O(1): block-level changes are
+//!   propagated up the tree. [`Context::set_limit`] bounds a subtree; the
+//!   limit is checked only when a block is acquired, so the chunk hot path
+//!   pays nothing, and a refused request changes nothing.
+//! * **Callbacks** ([`Context::on_reset`], [`Context::alloc_with_drop`]) run
+//!   at reset or delete, newest first, children's before their parent's.
+//! * **Current context** (`std` feature): [`Context::switch_to`] returns a
+//!   guard; [`palloc`] and friends allocate in the current context.
+//! * **Critical sections** ([`CriticalSection`]): allocating is an error in
+//!   contexts not allowed there.
+//! * **Stats**: [`Context::stats`] (structured, serde behind the `serde`
+//!   feature) and [`Context::stats_text`] (PostgreSQL's text format).
+//! * **Three ways in**: the safe [`Context`] API, where the borrow checker
+//!   rules out use after reset and double free; the raw, PostgreSQL-shaped
+//!   [`raw`] API (`unsafe`, pointer in, pointer out) used by the C ABI and
+//!   the trace replayer; and `allocator_api2`'s `Allocator` for `&Context`
+//!   so `Vec` and `hashbrown::HashMap` live in a context.
+//! * **Errors, not panics**: every fallible operation has a `try_` form
+//!   returning [`Error`], which names the context and the size. Only the
+//!   convenience forms (`alloc`, `new_child`, ...) panic, on out-of-memory,
+//!   like `Box::new`.
+//!
+//! ```
+//! use mcxt::Context;
+//!
+//! let top = Context::new("TopMemoryContext");
+//! let mut per_tuple = top.new_child("per-tuple");
+//! for i in 0..1000 {
+//!     let row = per_tuple.alloc_slice_fill_with(8, |c| i * 8 + c);
+//!     assert_eq!(row[7], i * 8 + 7);
+//!     per_tuple.reset(); // frees the row; `row` cannot be used past here
+//! }
+//! assert_eq!(per_tuple.mem_allocated(false), 8192); // just the kept block
+//! assert_eq!(top.mem_allocated(true), 2 * 8192);
+//! ```
+//!
+//! ## Threads
+//!
+//! Contexts are neither `Send` nor `Sync`: like PostgreSQL's, a tree
+//! belongs to one thread, which keeps every operation free of atomics.
+//! The current context, critical-section depth and context recycling
+//! cache are per thread.
+//!
+//! ## Features
+//!
+//! * `std` (default): current context, `palloc`, critical sections,
+//!   context recycling. Without it the crate is `no_std` + `alloc`.
+//! * `serde`: `Serialize` for stats.
+//! * `nightly`: core's unstable `Allocator` for `&Context`.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+mod aligned;
+mod allocator;
+mod aset;
+mod chunk;
+mod context;
+mod critical;
+#[cfg(feature = "std")]
+mod current;
+mod error;
+pub mod raw;
+mod sizeclass;
+mod stats;
+mod system;
+mod tree;
+
+pub use aligned::MAX_ALIGNMENT;
+pub use aset::{recycled_bytes, release_recycled, AllocSetSizes, MAX_RECYCLED};
+pub use context::{Context, PBox};
+#[cfg(feature = "std")]
+pub use critical::CriticalSection;
+#[cfg(feature = "std")]
+pub use current::{
+    current, palloc, palloc0, palloc_aligned, palloc_extended, switch_to, SwitchGuard,
+};
+pub use error::{AllocFlags, Error, ErrorKind, MAX_ALLOC_HUGE_SIZE, MAX_ALLOC_SIZE};
+pub use stats::{ContextStats, Counters, StatsSnapshot};
+pub use tree::ResetCallback;
+
+/// The kind of a context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum ContextKind {
+    /// General purpose: size classes with free lists ([`AllocSetSizes`]).
+    AllocSet,
+}
+
+impl ContextKind {
+    /// PostgreSQL's name of the kind, as in `pg_backend_memory_contexts.type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContextKind::AllocSet => "AllocSet",
+        }
+    }
+}
