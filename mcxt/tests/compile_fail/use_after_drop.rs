@@ -1,0 +1,8 @@
+fn main() {
+    let s;
+    {
+        let ctx = mcxt::Context::new("c");
+        s = ctx.alloc_str("gone");
+    }
+    println!("{s}");
+}
