@@ -193,6 +193,6 @@ mod tests {
             assert_eq!(Header(0x40 | flags).kind(), None);
         }
         assert_eq!(Header(0x7F7F_7F7F_7F7F_7F7F).kind(), None);
-        assert!(MAX_BLOCK_OFFSET >= (1 << 30));
+        const { assert!(MAX_BLOCK_OFFSET >= (1 << 30)) };
     }
 }

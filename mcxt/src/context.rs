@@ -145,6 +145,7 @@ impl<'parent> Context<'parent> {
     }
 
     /// Moves `value` into the context, or gives it back with the error.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
         match self.try_alloc_layout(Layout::new::<T>()) {
             Ok(p) => {
@@ -161,6 +162,7 @@ impl<'parent> Context<'parent> {
     }
 
     /// Copies a slice into the context.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
         let p = self
             .try_alloc_layout(Layout::for_value(src))
@@ -174,6 +176,7 @@ impl<'parent> Context<'parent> {
     }
 
     /// A slice of `len` elements made by `f(index)`.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn alloc_slice_fill_with<T>(&self, len: usize, mut f: impl FnMut(usize) -> T) -> &mut [T] {
         let layout = Layout::array::<T>(len).unwrap_or_else(|_| {
             oom(Error::new(
@@ -197,6 +200,7 @@ impl<'parent> Context<'parent> {
     }
 
     /// Copies a string into the context (`MemoryContextStrdup`).
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn alloc_str(&self, s: &str) -> &mut str {
         let bytes = self.alloc_slice_copy(s.as_bytes());
         // SAFETY: copied from a `str`.
@@ -218,6 +222,7 @@ impl<'parent> Context<'parent> {
     /// ctx.reset();
     /// assert_eq!(Rc::strong_count(&counter), 1);
     /// ```
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn alloc_with_drop<T: 'static>(&self, value: T) -> &mut T {
         #[repr(C)]
         struct Record<T> {

@@ -125,7 +125,7 @@ mod tests {
             assert!(class_size(c) >= size, "size {size}");
             assert!(c == 0 || class_size(c - 1) < size, "size {size} not tight");
         }
-        assert!(NUM_CLASSES < 256);
+        const { assert!(NUM_CLASSES < 256) };
     }
 
     #[test]
