@@ -120,7 +120,7 @@ impl AllocSetSizes {
 }
 
 /// Largest block size accepted (PostgreSQL's `MEMORYCHUNK_MAX_BLOCKOFFSET`).
-pub(crate) const MAX_BLOCK_SIZE: usize = (1 << 30) - 1;
+pub(crate) const MAX_BLOCK_SIZE: usize = crate::chunk::MAX_BLOCK_OFFSET;
 
 /// Most recycled contexts kept per parameter set and thread
 /// (PostgreSQL's `MAX_FREE_CONTEXTS`).
@@ -462,12 +462,25 @@ fn large_block_of(ptr: *mut u8) -> *mut Block {
 /// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
 #[inline(always)]
 pub(crate) unsafe fn free(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
+    // SAFETY: caller contract.
+    unsafe {
+        if !hdr.is_shared_chunk_of(KindId::AllocSet) {
+            return free_large(ptr, hdr);
+        }
+        free_small(ptr, hdr);
+    }
+    Ok(())
+}
+
+/// Frees a small chunk: push it on its class's free list.
+///
+/// # Safety
+/// `ptr` must be a live small chunk of an AllocSet, `hdr` its header.
+#[inline(always)]
+pub(crate) unsafe fn free_small(ptr: *mut u8, hdr: Header) {
     // SAFETY: the header leads to the block, the block to its context
     // (caller contract); the chunk's first word is ours once it is free.
     unsafe {
-        if hdr.is_external() {
-            return free_large(ptr, hdr);
-        }
         let set = (*block_of(ptr, hdr)).set;
         let class = hdr.value();
         debug_assert!(class < NUM_CLASSES);
@@ -476,7 +489,6 @@ pub(crate) unsafe fn free(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
         (*fc).next = *slot;
         *slot = fc;
     }
-    Ok(())
 }
 
 #[cold]

@@ -6,7 +6,7 @@
 //! ```text
 //!  63                         34 33                     5  4  3    0
 //! +-----------------------------+------------------------+---+------+
-//! | block offset / 8 (30 bits)  | value (29 bits)        |ext| kind |
+//! | block offset (30 bits)      | value (29 bits)        |ext| kind |
 //! +-----------------------------+------------------------+---+------+
 //! ```
 //!
@@ -16,8 +16,10 @@
 //!   since the block header sits at a fixed distance before the chunk.
 //! * `value` is the kind's own: AllocSet stores the size-class index,
 //!   Generation the chunk size, the aligned redirect the alignment.
-//! * `block offset` is the distance from the header back to the block header,
-//!   in 8-byte units, so blocks up to 8 GiB can be addressed.
+//! * `block offset` is the distance in bytes from the header back to the
+//!   block header. Blocks with chunks of their own are smaller than 1 GiB
+//!   (larger chunks live alone on external blocks), so 30 bits suffice and
+//!   reading the offset is a single shift.
 //!
 //! Unlike PostgreSQL, which gives AllocSet the id 3, every live id here has
 //! bit 3 set (8..=14). glibc's malloc keeps flag bits 0..2 of its own chunk
@@ -41,7 +43,7 @@ const VALUE_BITS: u32 = 29;
 pub(crate) const MAX_VALUE: usize = (1 << VALUE_BITS) - 1;
 const OFFSET_SHIFT: u32 = VALUE_SHIFT + VALUE_BITS;
 /// Largest distance from a chunk header back to its block header.
-pub(crate) const MAX_BLOCK_OFFSET: usize = ((1usize << (64 - OFFSET_SHIFT)) - 1) * 8;
+pub(crate) const MAX_BLOCK_OFFSET: usize = (1usize << (64 - OFFSET_SHIFT)) - 1;
 /// Pattern stored in the value and offset bits of external chunks, so a
 /// corrupted external header is noticed.
 const EXTERNAL_MAGIC: u64 = 0xB1A8_DB85_8EB6_EFBA & !((1 << VALUE_SHIFT) - 1);
@@ -82,9 +84,7 @@ impl Header {
         debug_assert!(value <= MAX_VALUE);
         debug_assert!(block_offset <= MAX_BLOCK_OFFSET && block_offset % 8 == 0);
         Header(
-            (((block_offset / 8) as u64) << OFFSET_SHIFT)
-                | ((value as u64) << VALUE_SHIFT)
-                | kind as u64,
+            ((block_offset as u64) << OFFSET_SHIFT) | ((value as u64) << VALUE_SHIFT) | kind as u64,
         )
     }
 
@@ -117,7 +117,14 @@ impl Header {
 
     #[inline(always)]
     pub(crate) fn block_offset(self) -> usize {
-        ((self.0 >> OFFSET_SHIFT) as usize) * 8
+        (self.0 >> OFFSET_SHIFT) as usize
+    }
+
+    /// True for a chunk of `kind` on a shared block: the common case of
+    /// every dispatch, tested with one mask and one compare.
+    #[inline(always)]
+    pub(crate) fn is_shared_chunk_of(self, kind: KindId) -> bool {
+        self.0 & (KIND_MASK | EXTERNAL_BIT) == kind as u64
     }
 }
 
@@ -169,7 +176,7 @@ mod tests {
             KindId::Bump,
         ] {
             for value in [0, 1, 35, MAX_VALUE] {
-                for off in [0, 8, 4096, MAX_BLOCK_OFFSET] {
+                for off in [0, 8, 4096, MAX_BLOCK_OFFSET & !7] {
                     let h = Header::new(kind, value, off);
                     assert_eq!(h.kind(), Some(kind));
                     assert!(!h.is_external());
@@ -193,6 +200,6 @@ mod tests {
             assert_eq!(Header(0x40 | flags).kind(), None);
         }
         assert_eq!(Header(0x7F7F_7F7F_7F7F_7F7F).kind(), None);
-        const { assert!(MAX_BLOCK_OFFSET >= (1 << 30)) };
+        const { assert!(MAX_BLOCK_OFFSET == (1 << 30) - 1) };
     }
 }

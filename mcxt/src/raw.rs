@@ -441,6 +441,19 @@ pub unsafe fn free(ptr: NonNull<u8>) -> Result<(), Error> {
     // SAFETY: caller contract: a live chunk has a readable header.
     unsafe {
         let hdr = read_header(p);
+        if hdr.is_shared_chunk_of(KindId::AllocSet) {
+            aset::free_small(p, hdr);
+            return Ok(());
+        }
+        free_other(p, hdr)
+    }
+}
+
+/// Everything but a small AllocSet chunk, out of line.
+#[inline(never)]
+unsafe fn free_other(p: *mut u8, hdr: Header) -> Result<(), Error> {
+    // SAFETY: caller contract of `free`.
+    unsafe {
         match hdr.kind() {
             Some(KindId::AllocSet) => aset::free(p, hdr),
             Some(KindId::AlignedRedirect) => {

@@ -12,16 +12,42 @@ use std::ptr::NonNull;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { parent: usize, small: bool },
-    Alloc { ctx: usize, size: usize, align: usize },
-    Free { chunk: usize },
-    Realloc { chunk: usize, size: usize },
-    Reset { ctx: usize },
-    ResetOnly { ctx: usize },
-    DeleteChildren { ctx: usize },
-    Delete { ctx: usize },
-    SetParent { ctx: usize, parent: Option<usize> },
-    Limit { ctx: usize, slack: Option<usize> },
+    Create {
+        parent: usize,
+        small: bool,
+    },
+    Alloc {
+        ctx: usize,
+        size: usize,
+        align: usize,
+    },
+    Free {
+        chunk: usize,
+    },
+    Realloc {
+        chunk: usize,
+        size: usize,
+    },
+    Reset {
+        ctx: usize,
+    },
+    ResetOnly {
+        ctx: usize,
+    },
+    DeleteChildren {
+        ctx: usize,
+    },
+    Delete {
+        ctx: usize,
+    },
+    SetParent {
+        ctx: usize,
+        parent: Option<usize>,
+    },
+    Limit {
+        ctx: usize,
+        slack: Option<usize>,
+    },
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -129,7 +155,11 @@ fn apply(m: &mut Model, op: &Op) {
         match *op {
             Op::Create { parent, small } => {
                 let parent = m.pick_ctx(parent);
-                let sizes = if small { AllocSetSizes::SMALL } else { AllocSetSizes::DEFAULT };
+                let sizes = if small {
+                    AllocSetSizes::SMALL
+                } else {
+                    AllocSetSizes::DEFAULT
+                };
                 match MemoryContext::new_alloc_set(parent.map(|p| m.handle(p)), "ctx", sizes) {
                     Ok(h) => {
                         m.ctxs.insert(m.next_ctx, (h, parent));
@@ -151,7 +181,16 @@ fn apply(m: &mut Model, op: &Op) {
                         assert_eq!(p.as_ptr() as usize % align.max(8), 0);
                         let seed = m.next_chunk as u8;
                         fill(p, size, seed);
-                        m.chunks.insert(m.next_chunk, Chunk { ptr: p, ctx: id, size, align, seed });
+                        m.chunks.insert(
+                            m.next_chunk,
+                            Chunk {
+                                ptr: p,
+                                ctx: id,
+                                size,
+                                align,
+                                seed,
+                            },
+                        );
                         m.next_chunk += 1;
                     }
                     Ok(None) => unreachable!(),
@@ -159,17 +198,25 @@ fn apply(m: &mut Model, op: &Op) {
                 }
             }
             Op::Free { chunk } => {
-                let Some(id) = m.pick_chunk(chunk) else { return };
+                let Some(id) = m.pick_chunk(chunk) else {
+                    return;
+                };
                 let c = m.chunks.remove(&id).unwrap();
                 raw::free(c.ptr).unwrap();
             }
             Op::Realloc { chunk, size } => {
-                let Some(id) = m.pick_chunk(chunk) else { return };
+                let Some(id) = m.pick_chunk(chunk) else {
+                    return;
+                };
                 let c = m.chunks.get_mut(&id).unwrap();
                 match raw::realloc(c.ptr, size) {
                     Ok(p) => {
                         assert!(intact(p, c.size.min(size), c.seed), "realloc lost contents");
-                        assert_eq!(p.as_ptr() as usize % c.align.max(8), 0, "realloc lost alignment");
+                        assert_eq!(
+                            p.as_ptr() as usize % c.align.max(8),
+                            0,
+                            "realloc lost alignment"
+                        );
                         c.ptr = p;
                         c.size = size;
                         fill(p, size, c.seed);
@@ -240,7 +287,10 @@ fn verify(m: &Model) {
                 .filter(|&&(_, p)| p == Some(id))
                 .map(|&(c, _)| c.mem_allocated(true) as u64)
                 .sum();
-            assert_eq!(h.mem_allocated(true) as u64, h.mem_allocated(false) as u64 + children);
+            assert_eq!(
+                h.mem_allocated(true) as u64,
+                h.mem_allocated(false) as u64 + children
+            );
             let counters = h.counters();
             assert_eq!(counters.total_bytes, h.mem_allocated(false));
             assert!(counters.free_bytes <= counters.total_bytes);
@@ -256,6 +306,12 @@ fn verify(m: &Model) {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 6 } else { 200 },
+        // Miri isolates the file system: no failure files there.
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            ProptestConfig::default().failure_persistence
+        },
         ..ProptestConfig::default()
     })]
 
