@@ -515,13 +515,16 @@ fn vec_push(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    small_pair,
-    small_ring,
-    reset_many,
-    context_create_delete,
-    realloc_growth,
-    vec_push
-);
+/// Criterion's defaults, with fewer bootstrap resamples (20k instead of
+/// 100k) so the analysis of ~40 functions does not dominate the run on a
+/// small machine; command-line options still override.
+fn config() -> Criterion {
+    Criterion::default().nresamples(20_000)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = small_pair, small_ring, reset_many, context_create_delete, realloc_growth, vec_push
+}
 criterion_main!(benches);

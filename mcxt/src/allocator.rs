@@ -16,6 +16,18 @@
 //! assert_eq!(map["answer"], 42);
 //! assert!(ctx.mem_allocated(false) > 8000);
 //! ```
+//!
+//! With the `nightly` feature on a nightly compiler, std's own collections:
+//!
+#![cfg_attr(feature = "nightly", doc = "```")]
+#![cfg_attr(not(feature = "nightly"), doc = "```ignore")]
+//! #![feature(allocator_api)]
+//! let ctx = mcxt::Context::new("std collections");
+//! let mut v: Vec<u32, &mcxt::Context> = Vec::new_in(&ctx);
+//! v.extend([1, 2, 3]);
+//! let b = Box::new_in(7u64, &ctx);
+//! assert_eq!(v.iter().sum::<u32>() as u64 + *b, 13);
+//! ```
 
 use crate::context::Context;
 use crate::error::AllocFlags;

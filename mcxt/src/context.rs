@@ -306,10 +306,24 @@ impl<'parent> Context<'parent> {
     /// Moves `value` into a [`PBox`], which drops it and frees its chunk
     /// when dropped.
     pub fn boxed<T>(&self, value: T) -> PBox<'_, T> {
-        let p = self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e));
-        PBox {
-            ptr: NonNull::from(p),
-            _ctx: PhantomData,
+        self.try_boxed(value).unwrap_or_else(|(_, e)| oom(e))
+    }
+
+    /// As [`boxed`](Self::boxed), giving the value back on failure.
+    pub fn try_boxed<T>(&self, value: T) -> Result<PBox<'_, T>, (T, Error)> {
+        match self.try_alloc_layout(Layout::new::<T>()) {
+            Ok(p) => {
+                // The box keeps the chunk's own pointer: `free` reads the
+                // header before the value, outside what a `&mut T` covers.
+                let ptr = p.cast::<T>();
+                // SAFETY: a fresh chunk with T's layout.
+                unsafe { ptr.as_ptr().write(value) };
+                Ok(PBox {
+                    ptr,
+                    _ctx: PhantomData,
+                })
+            }
+            Err(e) => Err((value, e)),
         }
     }
 

@@ -75,15 +75,32 @@ unsafe extern "C" fn log_cb(arg: *mut c_void) {
     LOG.with(|l| l.borrow_mut().push(s.to_string()));
 }
 
+/// A callback record allocated in `ctx` itself, as PostgreSQL callers do,
+/// whose argument is its label.
+fn record(ctx: MemoryContext, label: &'static str) -> NonNull<ResetCallback> {
+    type Rec = (ResetCallback, &'static str);
+    // SAFETY: a fresh chunk of the record's size in a live context; it
+    // lives until the context is reset or deleted, after the callback ran.
+    unsafe {
+        let p = ctx
+            .alloc(std::mem::size_of::<Rec>())
+            .unwrap()
+            .cast::<Rec>()
+            .as_ptr();
+        let label_ptr = std::ptr::addr_of_mut!((*p).1);
+        label_ptr.write(label);
+        std::ptr::addr_of_mut!((*p).0).write(ResetCallback {
+            func: log_cb,
+            arg: label_ptr.cast(),
+            next: std::ptr::null_mut(),
+        });
+        NonNull::new_unchecked(std::ptr::addr_of_mut!((*p).0))
+    }
+}
+
 fn register(ctx: MemoryContext, label: &'static str) {
-    let arg = Box::leak(Box::new(label));
-    let cb = Box::leak(Box::new(ResetCallback {
-        func: log_cb,
-        arg: (arg as *mut &str).cast(),
-        next: std::ptr::null_mut(),
-    }));
-    // SAFETY: the record is leaked, so it outlives the context.
-    unsafe { ctx.register_reset_callback(NonNull::from(cb)) };
+    // SAFETY: the record lives in the context it is registered on.
+    unsafe { ctx.register_reset_callback(record(ctx, label)) };
 }
 
 fn take_log() -> Vec<String> {
@@ -119,17 +136,13 @@ fn callbacks_run_newest_first_children_before_parent_and_once() {
 #[test]
 fn unregistered_callback_does_not_run() {
     let top = root("top");
-    let cb = Box::leak(Box::new(ResetCallback {
-        func: log_cb,
-        arg: (Box::leak(Box::new("never")) as *mut &str).cast(),
-        next: std::ptr::null_mut(),
-    }));
+    let cb = record(top, "never");
     register(top, "kept");
-    // SAFETY: alive; the record is leaked.
+    // SAFETY: alive; the record outlives the context.
     unsafe {
-        top.register_reset_callback(NonNull::from(&mut *cb));
-        assert!(top.unregister_reset_callback(NonNull::from(&mut *cb)));
-        assert!(!top.unregister_reset_callback(NonNull::from(&mut *cb)));
+        top.register_reset_callback(cb);
+        assert!(top.unregister_reset_callback(cb));
+        assert!(!top.unregister_reset_callback(cb));
         top.delete();
     }
     assert_eq!(take_log(), ["kept"]);
