@@ -28,7 +28,25 @@ pub(crate) fn unaligned(p: *mut u8, hdr: Header) -> *mut u8 {
 ///
 /// # Safety
 /// `ctx` alive.
+#[inline(always)]
 pub(crate) unsafe fn alloc(
+    ctx: *mut ContextHeader,
+    size: usize,
+    align: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    if matches!(align, 1 | 2 | 4 | 8) {
+        // SAFETY: caller contract; alignments up to MAXALIGN are served by
+        // every chunk (other values are checked out of line).
+        return unsafe { alloc_in(ctx, size, flags) };
+    }
+    // SAFETY: caller contract.
+    unsafe { alloc_over_aligned(ctx, size, align, flags) }
+}
+
+/// Alignment above MAXALIGN (or invalid), out of line.
+#[inline(never)]
+unsafe fn alloc_over_aligned(
     ctx: *mut ContextHeader,
     size: usize,
     align: usize,
@@ -46,6 +64,15 @@ pub(crate) unsafe fn alloc(
     if align <= MAXALIGN {
         // SAFETY: caller contract.
         return unsafe { alloc_in(ctx, size, flags) };
+    }
+    // SAFETY: caller contract. Bump chunks have no header to redirect,
+    // and need none: the bump pointer is simply aligned.
+    if unsafe { (*ctx).kind } == crate::ContextKind::Bump {
+        // SAFETY: the kind tag names the real type.
+        return unsafe {
+            crate::critical::check(ctx, size)?;
+            crate::bump::alloc_aligned(ctx.cast(), size, align, flags)
+        };
     }
     let total = size
         .checked_add(align)

@@ -32,6 +32,7 @@
 use crate::context::Context;
 use crate::error::AllocFlags;
 use crate::raw;
+use crate::ContextKind;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
@@ -54,13 +55,14 @@ unsafe fn grow(
 ) -> Option<NonNull<[u8]>> {
     // SAFETY: `ptr` is a live chunk of `ctx` (caller contract).
     unsafe {
-        let p = if new.align() <= old.align().max(8) {
+        // Bump chunks have no header for `realloc` to read: always move.
+        let p = if new.align() <= old.align().max(8) && ctx.kind() != ContextKind::Bump {
             // `realloc` keeps the chunk's alignment (aligned chunks keep theirs).
             raw::realloc_extended(ptr, new.size(), AllocFlags::NO_OOM).ok()??
         } else {
             let p = ctx.try_alloc_layout(new).ok()?;
             ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), old.size());
-            let _ = raw::free(ptr);
+            ctx.free_chunk(ptr);
             p
         };
         if zero {
@@ -90,7 +92,7 @@ unsafe fn shrink(
     // SAFETY: both chunks are live and at least `new.size()` long.
     unsafe {
         ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr(), new.size());
-        let _ = raw::free(ptr);
+        ctx.free_chunk(ptr);
     }
     Some(NonNull::slice_from_raw_parts(p, new.size()))
 }
@@ -107,7 +109,7 @@ unsafe impl allocator_api2::alloc::Allocator for &Context<'_> {
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
         // SAFETY: `ptr` is a live chunk of this context (trait contract).
-        let _ = unsafe { raw::free(ptr) };
+        unsafe { self.free_chunk(ptr) };
     }
 
     unsafe fn grow(
@@ -150,7 +152,7 @@ unsafe impl core::alloc::Allocator for &Context<'_> {
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
         // SAFETY: trait contract.
-        let _ = unsafe { raw::free(ptr) };
+        unsafe { self.free_chunk(ptr) };
     }
 
     unsafe fn grow(

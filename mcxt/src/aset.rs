@@ -54,8 +54,8 @@ use crate::ContextKind;
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
-/// Block-size parameters of an AllocSet (PostgreSQL's `minContextSize`,
-/// `initBlockSize`, `maxBlockSize`).
+/// Block-size parameters of AllocSet, Generation and Bump contexts
+/// (PostgreSQL's `minContextSize`, `initBlockSize`, `maxBlockSize`).
 ///
 /// ```
 /// use mcxt::AllocSetSizes;
@@ -63,7 +63,7 @@ use core::ptr::{self, NonNull};
 /// assert!(custom.init_block_size >= AllocSetSizes::SMALL.init_block_size);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AllocSetSizes {
+pub struct BlockSizes {
     /// Size of the first (keeper) block including the context header; 0
     /// means "same as `init_block_size`".
     pub min_context_size: usize,
@@ -73,7 +73,10 @@ pub struct AllocSetSizes {
     pub max_block_size: usize,
 }
 
-impl AllocSetSizes {
+/// The name PostgreSQL's `ALLOCSET_*_SIZES` macros suggest.
+pub type AllocSetSizes = BlockSizes;
+
+impl BlockSizes {
     /// For contexts that may hold a lot: 8 KiB first block, blocks up to
     /// 8 MiB (`ALLOCSET_DEFAULT_SIZES`).
     pub const DEFAULT: AllocSetSizes = AllocSetSizes {
@@ -96,7 +99,7 @@ impl AllocSetSizes {
         max_block_size: 8 * 1024 * 1024,
     };
 
-    fn validate(&self) -> Result<(), &'static str> {
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
         let Self {
             min_context_size: min,
             init_block_size: init,

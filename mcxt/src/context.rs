@@ -15,6 +15,8 @@ use crate::error::{AllocFlags, Error};
 use crate::raw::{self, MemoryContext};
 use crate::stats::{Counters, StatsSnapshot};
 use crate::tree::ResetCallback;
+use crate::{ContextKind, ContextSpec};
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::alloc::Layout;
 use core::ffi::c_void;
@@ -71,10 +73,15 @@ impl Context<'static> {
         Self::try_new(name, AllocSetSizes::DEFAULT).unwrap_or_else(|e| oom(e))
     }
 
-    /// A new root context with the given block sizes.
+    /// A new root AllocSet context with the given block sizes.
     pub fn try_new(name: &'static str, sizes: AllocSetSizes) -> Result<Context<'static>, Error> {
+        Self::try_new_with(name, ContextSpec::AllocSet(sizes))
+    }
+
+    /// A new root context of any kind.
+    pub fn try_new_with(name: &'static str, spec: ContextSpec) -> Result<Context<'static>, Error> {
         // SAFETY: no parent.
-        unsafe { MemoryContext::new_alloc_set(None, name, sizes).map(Self::from_raw_unchecked) }
+        unsafe { MemoryContext::create(None, name, spec).map(Self::from_raw_unchecked) }
     }
 }
 
@@ -97,15 +104,39 @@ impl<'parent> Context<'parent> {
             .unwrap_or_else(|e| oom(e))
     }
 
-    /// A child context with the given block sizes.
+    /// A child AllocSet context with the given block sizes.
     pub fn try_new_child(
         &self,
         name: &'static str,
         sizes: AllocSetSizes,
     ) -> Result<Context<'_>, Error> {
+        self.try_new_child_with(name, ContextSpec::AllocSet(sizes))
+    }
+
+    /// A child context of any kind.
+    pub fn try_new_child_with(
+        &self,
+        name: &'static str,
+        spec: ContextSpec,
+    ) -> Result<Context<'_>, Error> {
         // SAFETY: `self` is alive.
-        unsafe {
-            MemoryContext::new_alloc_set(Some(self.raw), name, sizes).map(Self::from_raw_unchecked)
+        unsafe { MemoryContext::create(Some(self.raw), name, spec).map(Self::from_raw_unchecked) }
+    }
+
+    /// The context's kind.
+    pub fn kind(&self) -> ContextKind {
+        // SAFETY: alive.
+        unsafe { self.raw.kind() }
+    }
+
+    /// Frees a chunk of this context, unless the kind cannot (Bump).
+    ///
+    /// # Safety
+    /// `ptr` must be a live chunk of this context, not used afterwards.
+    pub(crate) unsafe fn free_chunk(&self, ptr: NonNull<u8>) {
+        if self.kind() != ContextKind::Bump {
+            // SAFETY: caller contract.
+            let _ = unsafe { raw::free(ptr) };
         }
     }
 
@@ -116,6 +147,7 @@ impl<'parent> Context<'parent> {
 
     /// Raw memory for `layout`. The chunk is freed at reset or delete, or
     /// earlier with [`raw::free`].
+    #[inline]
     pub fn try_alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, Error> {
         // SAFETY: `self` is alive.
         unsafe {
@@ -129,6 +161,7 @@ impl<'parent> Context<'parent> {
     }
 
     /// `size` raw bytes (8-aligned).
+    #[inline]
     pub fn try_alloc_bytes(&self, size: usize) -> Result<NonNull<u8>, Error> {
         // SAFETY: `self` is alive.
         unsafe { self.raw.alloc(size) }
@@ -140,12 +173,14 @@ impl<'parent> Context<'parent> {
     ///
     /// # Panics
     /// If out of memory or over a limit; see [`try_alloc`](Self::try_alloc).
+    #[inline]
     pub fn alloc<T>(&self, value: T) -> &mut T {
         self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e))
     }
 
     /// Moves `value` into the context, or gives it back with the error.
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+    #[inline]
     pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
         match self.try_alloc_layout(Layout::new::<T>()) {
             Ok(p) => {
@@ -224,38 +259,16 @@ impl<'parent> Context<'parent> {
     /// ```
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     pub fn alloc_with_drop<T: 'static>(&self, value: T) -> &mut T {
-        #[repr(C)]
-        struct Record<T> {
-            cb: ResetCallback,
-            value: T,
-        }
         unsafe extern "C" fn drop_value<T>(arg: *mut c_void) {
-            // SAFETY: `arg` is the value of a live record, dropped once:
-            // the callback is unlinked before it runs.
+            // SAFETY: `arg` is the live value, dropped once: the callback
+            // is unlinked before it runs, and the chunk is freed after.
             unsafe { ptr::drop_in_place(arg.cast::<T>()) }
         }
-        if !mem::needs_drop::<T>() {
-            return self.alloc(value);
+        let value = self.alloc(value);
+        if mem::needs_drop::<T>() {
+            self.register_callback(drop_value::<T>, (value as *mut T).cast());
         }
-        let p = self
-            .try_alloc_layout(Layout::new::<Record<T>>())
-            .unwrap_or_else(|e| oom(e))
-            .cast::<Record<T>>()
-            .as_ptr();
-        // SAFETY: a fresh chunk for the record; it lives until the reset
-        // that runs the callback (records are freed after callbacks run).
-        unsafe {
-            let value_ptr = ptr::addr_of_mut!((*p).value);
-            value_ptr.write(value);
-            ptr::addr_of_mut!((*p).cb).write(ResetCallback {
-                func: drop_value::<T>,
-                arg: value_ptr.cast(),
-                next: ptr::null_mut(),
-            });
-            self.raw
-                .register_reset_callback(NonNull::new_unchecked(ptr::addr_of_mut!((*p).cb)));
-            &mut *value_ptr
-        }
+        value
     }
 
     /// Runs `f` at the next reset or at delete (a reset callback). A panic
@@ -273,34 +286,67 @@ impl<'parent> Context<'parent> {
     /// assert_eq!(hits.get(), 1);
     /// ```
     pub fn on_reset<F: FnOnce() + 'static>(&self, f: F) {
-        #[repr(C)]
-        struct Record<F> {
-            cb: ResetCallback,
-            f: ManuallyDrop<F>,
-        }
         unsafe extern "C" fn call<F: FnOnce()>(arg: *mut c_void) {
-            // SAFETY: `arg` points to the record's closure, taken once
-            // (the callback is unlinked before it runs).
-            let f = unsafe { ManuallyDrop::take(&mut *arg.cast::<ManuallyDrop<F>>()) };
+            // SAFETY: `arg` is the boxed closure, taken once (the callback
+            // is unlinked before it runs).
+            let f = unsafe { Box::from_raw(arg.cast::<F>()) };
             f();
         }
-        let p = self
-            .try_alloc_layout(Layout::new::<Record<F>>())
-            .unwrap_or_else(|e| oom(e))
-            .cast::<Record<F>>()
-            .as_ptr();
-        // SAFETY: a fresh chunk for the record, alive until its callback ran.
-        unsafe {
-            let f_ptr = ptr::addr_of_mut!((*p).f);
-            f_ptr.write(ManuallyDrop::new(f));
-            ptr::addr_of_mut!((*p).cb).write(ResetCallback {
-                func: call::<F>,
-                arg: f_ptr.cast(),
-                next: ptr::null_mut(),
-            });
-            self.raw
-                .register_reset_callback(NonNull::new_unchecked(ptr::addr_of_mut!((*p).cb)));
+        self.register_callback(call::<F>, Box::into_raw(Box::new(f)).cast());
+    }
+
+    /// Registers `func(arg)` to run at the next reset or at delete. The
+    /// callback record is a chunk of this context, as in PostgreSQL, except
+    /// in Slab contexts (whose chunks have one size), where it is boxed and
+    /// freed by its own call.
+    fn register_callback(&self, func: unsafe extern "C" fn(*mut c_void), arg: *mut c_void) {
+        #[repr(C)]
+        struct Boxed {
+            cb: ResetCallback,
+            func: unsafe extern "C" fn(*mut c_void),
+            arg: *mut c_void,
         }
+        unsafe extern "C" fn call_boxed(rec: *mut c_void) {
+            // SAFETY: `rec` is the record boxed below; the tree reads
+            // nothing of it once the call has begun.
+            let rec = unsafe { Box::from_raw(rec.cast::<Boxed>()) };
+            // SAFETY: the registered callback, called once.
+            unsafe { (rec.func)(rec.arg) };
+        }
+        let cb = if self.kind() == ContextKind::Slab {
+            let rec = Box::into_raw(Box::new(Boxed {
+                cb: ResetCallback {
+                    func: call_boxed,
+                    arg: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                },
+                func,
+                arg,
+            }));
+            // SAFETY: `rec` is a fresh, exclusively owned box.
+            unsafe {
+                (*rec).cb.arg = rec.cast();
+                ptr::addr_of_mut!((*rec).cb)
+            }
+        } else {
+            let p = self
+                .try_alloc_layout(Layout::new::<ResetCallback>())
+                .unwrap_or_else(|e| oom(e))
+                .cast::<ResetCallback>()
+                .as_ptr();
+            // SAFETY: a fresh chunk for the record, freed only after the
+            // callbacks of the reset that runs it.
+            unsafe {
+                p.write(ResetCallback {
+                    func,
+                    arg,
+                    next: ptr::null_mut(),
+                })
+            };
+            p
+        };
+        // SAFETY: the record stays valid until its callback ran.
+        unsafe { self.raw.register_reset_callback(NonNull::new_unchecked(cb)) };
     }
 
     /// Moves `value` into a [`PBox`], which drops it and frees its chunk
@@ -320,6 +366,7 @@ impl<'parent> Context<'parent> {
                 unsafe { ptr.as_ptr().write(value) };
                 Ok(PBox {
                     ptr,
+                    free_chunk: self.kind() != ContextKind::Bump,
                     _ctx: PhantomData,
                 })
             }
@@ -516,6 +563,8 @@ impl fmt::Debug for Context<'_> {
 /// ```
 pub struct PBox<'c, T> {
     ptr: NonNull<T>,
+    /// False for Bump chunks, which are only freed by a reset.
+    free_chunk: bool,
     _ctx: PhantomData<(&'c (), T)>,
 }
 
@@ -526,7 +575,9 @@ impl<'c, T> PBox<'c, T> {
         // SAFETY: the value is live; the chunk is freed once, here.
         unsafe {
             let v = b.ptr.as_ptr().read();
-            let _ = raw::free(b.ptr.cast());
+            if b.free_chunk {
+                let _ = raw::free(b.ptr.cast());
+            }
             v
         }
     }
@@ -560,7 +611,9 @@ impl<T> Drop for PBox<'_, T> {
         // SAFETY: the box owns the value and its chunk; both end here.
         unsafe {
             ptr::drop_in_place(self.ptr.as_ptr());
-            let _ = raw::free(self.ptr.cast());
+            if self.free_chunk {
+                let _ = raw::free(self.ptr.cast());
+            }
         }
     }
 }

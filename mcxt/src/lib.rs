@@ -85,20 +85,23 @@ extern crate alloc;
 mod aligned;
 mod allocator;
 mod aset;
+mod bump;
 mod chunk;
 mod context;
 mod critical;
 #[cfg(feature = "std")]
 mod current;
 mod error;
+mod generation;
 pub mod raw;
 mod sizeclass;
+mod slab;
 mod stats;
 mod system;
 mod tree;
 
 pub use aligned::MAX_ALIGNMENT;
-pub use aset::{recycled_bytes, release_recycled, AllocSetSizes, MAX_RECYCLED};
+pub use aset::{recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED};
 pub use context::{Context, PBox};
 #[cfg(feature = "std")]
 pub use critical::CriticalSection;
@@ -107,8 +110,38 @@ pub use current::{
     current, palloc, palloc0, palloc_aligned, palloc_extended, switch_to, SwitchGuard,
 };
 pub use error::{AllocFlags, Error, ErrorKind, MAX_ALLOC_HUGE_SIZE, MAX_ALLOC_SIZE};
+pub use slab::{MAX_EMPTY_BLOCKS, SLAB_DEFAULT_BLOCK_SIZE, SLAB_LARGE_BLOCK_SIZE};
 pub use stats::{ContextStats, Counters, StatsSnapshot};
 pub use tree::ResetCallback;
+
+/// What kind of context to create, with its parameters.
+///
+/// ```
+/// use mcxt::{BlockSizes, Context, ContextSpec};
+/// let top = Context::new("top");
+/// let tuples = top.try_new_child_with("tuples", ContextSpec::Generation(BlockSizes::DEFAULT)).unwrap();
+/// let nodes = top.try_new_child_with("nodes", ContextSpec::Slab { block_size: 8192, chunk_size: 48 }).unwrap();
+/// let scratch = top.try_new_child_with("scratch", ContextSpec::Bump(BlockSizes::DEFAULT)).unwrap();
+/// assert_eq!(nodes.kind(), mcxt::ContextKind::Slab);
+/// # let _ = (tuples, scratch);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContextSpec {
+    /// [`ContextKind::AllocSet`] with these block sizes.
+    AllocSet(BlockSizes),
+    /// [`ContextKind::Generation`] with these block sizes.
+    Generation(BlockSizes),
+    /// [`ContextKind::Slab`]: every chunk exactly `chunk_size` bytes, in
+    /// blocks of `block_size` bytes (see [`SLAB_DEFAULT_BLOCK_SIZE`]).
+    Slab {
+        /// Size of every block.
+        block_size: usize,
+        /// Size of every chunk.
+        chunk_size: usize,
+    },
+    /// [`ContextKind::Bump`] with these block sizes.
+    Bump(BlockSizes),
+}
 
 /// The kind of a context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,6 +150,13 @@ pub use tree::ResetCallback;
 pub enum ContextKind {
     /// General purpose: size classes with free lists ([`AllocSetSizes`]).
     AllocSet,
+    /// Chunks freed in roughly allocation order; blocks released when
+    /// all their chunks are freed.
+    Generation,
+    /// One fixed chunk size; fullest blocks filled first.
+    Slab,
+    /// Pointer bump, no chunk header, no individual free.
+    Bump,
 }
 
 impl ContextKind {
@@ -124,6 +164,9 @@ impl ContextKind {
     pub fn name(self) -> &'static str {
         match self {
             ContextKind::AllocSet => "AllocSet",
+            ContextKind::Generation => "Generation",
+            ContextKind::Slab => "Slab",
+            ContextKind::Bump => "Bump",
         }
     }
 }

@@ -29,11 +29,12 @@
 
 use crate::aligned;
 use crate::aset::{self, AllocSetSizes};
-use crate::chunk::{read_header, Header, KindId};
+use crate::chunk::{read_header, Header, KindId, CHUNK_HDR_SIZE};
 use crate::error::{AllocFlags, Error, ErrorKind};
 use crate::stats::{self, Counters, StatsSnapshot};
 use crate::tree::{self, ContextHeader, ResetCallback};
 use crate::ContextKind;
+use crate::{bump, generation, slab, ContextSpec};
 use alloc::boxed::Box;
 use core::ptr::{self, NonNull};
 
@@ -87,6 +88,34 @@ impl MemoryContext {
         let set = unsafe { aset::create(parent, name, sizes)? };
         // SAFETY: `create` never returns null.
         Ok(MemoryContext(unsafe { NonNull::new_unchecked(set.cast()) }))
+    }
+
+    /// Creates a context of any kind (`AllocSetContextCreate`,
+    /// `GenerationContextCreate`, `SlabContextCreate`, `BumpContextCreate`),
+    /// as a child of `parent` or as a new root.
+    ///
+    /// # Safety
+    /// `parent`, if given, must be alive.
+    pub unsafe fn create(
+        parent: Option<MemoryContext>,
+        name: &'static str,
+        spec: ContextSpec,
+    ) -> Result<MemoryContext, Error> {
+        let parent = parent.map_or(ptr::null_mut(), |p| p.header());
+        // SAFETY: parent alive (caller contract).
+        let ctx: *mut ContextHeader = unsafe {
+            match spec {
+                ContextSpec::AllocSet(sizes) => aset::create(parent, name, sizes)?.cast(),
+                ContextSpec::Generation(sizes) => generation::create(parent, name, sizes)?.cast(),
+                ContextSpec::Slab {
+                    block_size,
+                    chunk_size,
+                } => slab::create(parent, name, block_size, chunk_size)?.cast(),
+                ContextSpec::Bump(sizes) => bump::create(parent, name, sizes)?.cast(),
+            }
+        };
+        // SAFETY: creators never return null.
+        Ok(MemoryContext(unsafe { NonNull::new_unchecked(ctx) }))
     }
 
     /// Allocates `size` bytes (`MemoryContextAlloc`). Errors: size over
@@ -417,6 +446,9 @@ pub(crate) unsafe fn alloc_in(
         crate::critical::check(ctx, size)?;
         match (*ctx).kind {
             ContextKind::AllocSet => aset::alloc(ctx.cast(), size, flags),
+            ContextKind::Bump => bump::alloc(ctx.cast(), size, flags),
+            ContextKind::Generation => generation::alloc(ctx.cast(), size, flags),
+            ContextKind::Slab => slab::alloc(ctx.cast(), size),
         }
     }
 }
@@ -456,6 +488,11 @@ unsafe fn free_other(p: *mut u8, hdr: Header) -> Result<(), Error> {
     unsafe {
         match hdr.kind() {
             Some(KindId::AllocSet) => aset::free(p, hdr),
+            Some(KindId::Generation) => generation::free(p, hdr),
+            Some(KindId::Slab) => {
+                slab::free(p, hdr);
+                Ok(())
+            }
             Some(KindId::AlignedRedirect) => {
                 free(NonNull::new_unchecked(aligned::unaligned(p, hdr)))
             }
@@ -502,6 +539,8 @@ unsafe fn realloc_flags(
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AllocSet) => aset::realloc(p, hdr, size, flags),
+            Some(KindId::Generation) => generation::realloc(p, hdr, size, flags),
+            Some(KindId::Slab) => slab::realloc(p, hdr, size),
             Some(KindId::AlignedRedirect) => aligned::realloc(p, hdr, size, flags),
             _ => Err(bad_pointer(hdr, size)),
         }
@@ -523,6 +562,8 @@ pub(crate) unsafe fn chunk_context_raw(p: *mut u8) -> Result<*mut ContextHeader,
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AllocSet) => Ok(aset::chunk_context(p, hdr)),
+            Some(KindId::Generation) => Ok(generation::chunk_context(p, hdr)),
+            Some(KindId::Slab) => Ok(slab::chunk_context(p, hdr)),
             Some(KindId::AlignedRedirect) => chunk_context_raw(aligned::unaligned(p, hdr)),
             _ => Err(bad_pointer(hdr, 0)),
         }
@@ -541,6 +582,8 @@ pub unsafe fn chunk_space(ptr: NonNull<u8>) -> Result<usize, Error> {
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AllocSet) => Ok(aset::chunk_space(p, hdr)),
+            Some(KindId::Generation) => Ok(generation::chunk_capacity(p, hdr) + CHUNK_HDR_SIZE),
+            Some(KindId::Slab) => Ok(slab::chunk_space(p, hdr)),
             Some(KindId::AlignedRedirect) => {
                 chunk_space(NonNull::new_unchecked(aligned::unaligned(p, hdr)))
             }
@@ -560,6 +603,8 @@ pub unsafe fn chunk_capacity(ptr: NonNull<u8>) -> Result<usize, Error> {
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AllocSet) => Ok(aset::chunk_capacity(p, hdr)),
+            Some(KindId::Generation) => Ok(generation::chunk_capacity(p, hdr)),
+            Some(KindId::Slab) => Ok(slab::chunk_space(p, hdr) - CHUNK_HDR_SIZE),
             Some(KindId::AlignedRedirect) => {
                 let base = aligned::unaligned(p, hdr);
                 Ok(chunk_capacity(NonNull::new_unchecked(base))? - (p as usize - base as usize))

@@ -4,9 +4,9 @@
 //! All walks are iterative: a chain a million contexts deep is measured
 //! and printed with a constant amount of stack.
 
-use crate::aset;
 use crate::tree::{next_preorder, ContextHeader};
 use crate::ContextKind;
+use crate::{aset, bump, generation, slab};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
@@ -51,10 +51,23 @@ impl Counters {
 /// # Safety
 /// `ctx` alive.
 pub(crate) unsafe fn counters(ctx: *mut ContextHeader) -> Counters {
+    // SAFETY: caller contract.
+    unsafe { kind_counters(ctx).0 }
+}
+
+/// Counters plus the kind's extra figure for its stats line (Generation:
+/// live chunks; Slab: empty blocks).
+///
+/// # Safety
+/// `ctx` alive.
+unsafe fn kind_counters(ctx: *mut ContextHeader) -> (Counters, usize) {
     // SAFETY: the kind tag names the real type.
     unsafe {
         match (*ctx).kind {
-            ContextKind::AllocSet => aset::stats(ctx.cast()),
+            ContextKind::AllocSet => (aset::stats(ctx.cast()), 0),
+            ContextKind::Generation => generation::stats(ctx.cast()),
+            ContextKind::Slab => slab::stats(ctx.cast()),
+            ContextKind::Bump => (bump::stats(ctx.cast()), 0),
         }
     }
 }
@@ -173,17 +186,32 @@ pub(crate) unsafe fn snapshot(root: *mut ContextHeader) -> StatsSnapshot {
 }
 
 /// PostgreSQL's per-kind stats string.
-fn write_counters(out: &mut impl Write, kind: ContextKind, c: &Counters) -> fmt::Result {
+fn write_counters(
+    out: &mut impl Write,
+    kind: ContextKind,
+    c: &Counters,
+    extra: usize,
+) -> fmt::Result {
+    let (total, blocks, free, chunks, used) = (
+        c.total_bytes,
+        c.blocks,
+        c.free_bytes,
+        c.free_chunks,
+        c.used_bytes(),
+    );
     match kind {
-        ContextKind::AllocSet => write!(
+        ContextKind::AllocSet => {
+            write!(out, "{total} total in {blocks} blocks; {free} free ({chunks} chunks); {used} used")
+        }
+        ContextKind::Generation => write!(
             out,
-            "{} total in {} blocks; {} free ({} chunks); {} used",
-            c.total_bytes,
-            c.blocks,
-            c.free_bytes,
-            c.free_chunks,
-            c.used_bytes()
+            "{total} total in {blocks} blocks ({extra} chunks); {free} free ({chunks} chunks); {used} used"
         ),
+        ContextKind::Slab => write!(
+            out,
+            "{total} total in {blocks} blocks; {extra} empty blocks; {free} free ({chunks} chunks); {used} used"
+        ),
+        ContextKind::Bump => write!(out, "{total} total in {blocks} blocks; {free} free; {used} used"),
     }
 }
 
@@ -245,11 +273,11 @@ pub(crate) unsafe fn write_pg_text(
         ) -> fmt::Result {
             // SAFETY: `ctx` is alive (caller contract).
             unsafe {
-                let c = counters(ctx);
+                let (c, extra) = kind_counters(ctx);
                 grand.add(&c);
                 indent(out, level - 1)?;
                 write!(out, "{}: ", (*ctx).name)?;
-                write_counters(out, (*ctx).kind, &c)?;
+                write_counters(out, (*ctx).kind, &c, extra)?;
                 if let Some(id) = (*ctx).ident.as_deref() {
                     out.write_str(": ")?;
                     write_ident(out, id)?;

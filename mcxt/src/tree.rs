@@ -29,9 +29,9 @@
 //! it is called, so a callback that panics is not run twice, and the
 //! context's memory is only freed after all its callbacks have returned.
 
-use crate::aset;
 use crate::error::{Error, ErrorKind};
 use crate::ContextKind;
+use crate::{aset, bump, generation, slab};
 use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::ptr;
@@ -485,8 +485,20 @@ pub(crate) unsafe fn set_parent(
 /// # Safety
 /// `ctx` valid.
 pub(crate) unsafe fn is_empty(ctx: *mut ContextHeader) -> bool {
-    // SAFETY: caller contract.
-    unsafe { (*ctx).first_child.is_null() && (*ctx).is_reset }
+    // SAFETY: caller contract; the kind tag names the real type.
+    unsafe {
+        if !(*ctx).first_child.is_null() {
+            return false;
+        }
+        if (*ctx).is_reset {
+            return true;
+        }
+        match (*ctx).kind {
+            ContextKind::AllocSet | ContextKind::Bump => false,
+            ContextKind::Generation => generation::is_empty(ctx.cast()),
+            ContextKind::Slab => slab::is_empty(ctx.cast()),
+        }
+    }
 }
 
 /// Frees all chunks of `ctx` the kind's way (callbacks already run).
@@ -495,6 +507,9 @@ unsafe fn kind_reset(ctx: *mut ContextHeader) {
     unsafe {
         match (*ctx).kind {
             ContextKind::AllocSet => aset::reset(ctx.cast()),
+            ContextKind::Generation => generation::reset(ctx.cast()),
+            ContextKind::Slab => slab::reset(ctx.cast()),
+            ContextKind::Bump => bump::reset(ctx.cast()),
         }
     }
 }
@@ -505,6 +520,9 @@ unsafe fn kind_delete(ctx: *mut ContextHeader) {
     unsafe {
         match (*ctx).kind {
             ContextKind::AllocSet => aset::delete(ctx.cast()),
+            ContextKind::Generation => generation::delete(ctx.cast()),
+            ContextKind::Slab => slab::delete(ctx.cast()),
+            ContextKind::Bump => bump::delete(ctx.cast()),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! the stats agree with the accounting.
 
 use mcxt::raw::{self, MemoryContext};
-use mcxt::{AllocFlags, AllocSetSizes};
+use mcxt::{AllocFlags, AllocSetSizes, ContextKind, ContextSpec, ErrorKind};
+
+/// Chunk size of the model's slab contexts.
+const SLAB_CHUNK: usize = 64;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
@@ -15,6 +18,7 @@ enum Op {
     Create {
         parent: usize,
         small: bool,
+        kind: u8,
     },
     Alloc {
         ctx: usize,
@@ -61,7 +65,7 @@ fn size() -> impl Strategy<Value = usize> {
 fn op() -> impl Strategy<Value = Op> {
     let i = 0usize..64;
     prop_oneof![
-        3 => (i.clone(), any::<bool>()).prop_map(|(parent, small)| Op::Create { parent, small }),
+        3 => (i.clone(), any::<bool>(), 0u8..4).prop_map(|(parent, small, kind)| Op::Create { parent, small, kind }),
         12 => (i.clone(), size(), prop_oneof![6 => Just(0usize), 1 => Just(64usize), 1 => Just(4096usize)])
             .prop_map(|(ctx, size, align)| Op::Alloc { ctx, size, align }),
         6 => i.clone().prop_map(|chunk| Op::Free { chunk }),
@@ -76,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct Chunk {
+    kind: ContextKind,
     ptr: NonNull<u8>,
     ctx: usize,
     size: usize,
@@ -98,9 +103,15 @@ impl Model {
         (n > 0).then(|| *self.ctxs.keys().nth(i % n).unwrap())
     }
 
+    /// A chunk that may be freed or reallocated (not a bump chunk).
     fn pick_chunk(&self, i: usize) -> Option<usize> {
-        let n = self.chunks.len();
-        (n > 0).then(|| *self.chunks.keys().nth(i % n).unwrap())
+        let ids: Vec<usize> = self
+            .chunks
+            .iter()
+            .filter(|(_, c)| c.kind != ContextKind::Bump)
+            .map(|(&k, _)| k)
+            .collect();
+        (!ids.is_empty()).then(|| ids[i % ids.len()])
     }
 
     fn descendants(&self, id: usize) -> Vec<usize> {
@@ -153,14 +164,27 @@ fn apply(m: &mut Model, op: &Op) {
     // SAFETY: the model only uses handles of live contexts and live chunks.
     unsafe {
         match *op {
-            Op::Create { parent, small } => {
+            Op::Create {
+                parent,
+                small,
+                kind,
+            } => {
                 let parent = m.pick_ctx(parent);
                 let sizes = if small {
                     AllocSetSizes::SMALL
                 } else {
                     AllocSetSizes::DEFAULT
                 };
-                match MemoryContext::new_alloc_set(parent.map(|p| m.handle(p)), "ctx", sizes) {
+                let spec = match kind {
+                    0 => ContextSpec::AllocSet(sizes),
+                    1 => ContextSpec::Generation(sizes),
+                    2 => ContextSpec::Slab {
+                        block_size: 4096,
+                        chunk_size: SLAB_CHUNK,
+                    },
+                    _ => ContextSpec::Bump(sizes),
+                };
+                match MemoryContext::create(parent.map(|p| m.handle(p)), "ctx", spec) {
                     Ok(h) => {
                         m.ctxs.insert(m.next_ctx, (h, parent));
                         m.next_ctx += 1;
@@ -171,6 +195,12 @@ fn apply(m: &mut Model, op: &Op) {
             Op::Alloc { ctx, size, align } => {
                 let Some(id) = m.pick_ctx(ctx) else { return };
                 let h = m.handle(id);
+                let kind = h.kind();
+                let (size, align) = if kind == ContextKind::Slab {
+                    (SLAB_CHUNK, 0)
+                } else {
+                    (size, align)
+                };
                 let r = if align == 0 {
                     h.alloc(size).map(Some)
                 } else {
@@ -184,6 +214,7 @@ fn apply(m: &mut Model, op: &Op) {
                         m.chunks.insert(
                             m.next_chunk,
                             Chunk {
+                                kind,
                                 ptr: p,
                                 ctx: id,
                                 size,
@@ -221,7 +252,18 @@ fn apply(m: &mut Model, op: &Op) {
                         c.size = size;
                         fill(p, size, c.seed);
                     }
-                    Err(e) => assert!(e.is_out_of_memory(), "{e}"),
+                    Err(e) => {
+                        let slab_growth = c.kind == ContextKind::Slab && size > SLAB_CHUNK;
+                        assert!(
+                            e.is_out_of_memory()
+                                || slab_growth && matches!(e.kind, ErrorKind::Unsupported(_)),
+                            "{e}"
+                        );
+                        assert!(
+                            intact(c.ptr, c.size, c.seed),
+                            "a failed realloc changed the chunk"
+                        );
+                    }
                 }
             }
             Op::Reset { ctx } => {
@@ -276,8 +318,10 @@ fn verify(m: &Model) {
     unsafe {
         for c in m.chunks.values() {
             assert!(intact(c.ptr, c.size, c.seed), "chunk contents damaged");
-            assert_eq!(raw::chunk_context(c.ptr).unwrap(), m.handle(c.ctx));
-            assert!(raw::chunk_space(c.ptr).unwrap() >= c.size);
+            if c.kind != ContextKind::Bump {
+                assert_eq!(raw::chunk_context(c.ptr).unwrap(), m.handle(c.ctx));
+                assert!(raw::chunk_space(c.ptr).unwrap() >= c.size);
+            }
         }
         for (&id, &(h, parent)) in &m.ctxs {
             assert_eq!(h.parent(), parent.map(|p| m.handle(p)));

@@ -1,0 +1,306 @@
+//! Bump: the fastest kind, for chunks that are never freed one by one.
+//!
+//! # Design
+//!
+//! Allocation advances a pointer in the current block: no size classes,
+//! no free lists and **no chunk header**, so a 16-byte request takes 16
+//! bytes. The price, as in PostgreSQL: `free`, `realloc`, `chunk_context`
+//! and `chunk_space` cannot work on a bump chunk (there is nothing before
+//! it to tell its owner), and the raw API documents calling them as
+//! undefined behaviour; the safe API never does. Memory comes back only
+//! when the context is reset or deleted.
+//!
+//! Blocks double from `init_block_size` to `max_block_size`; when the
+//! current block cannot hold a request its remainder is abandoned and a
+//! new block becomes current. Requests above an eighth of the maximum
+//! block get a dedicated block, linked behind the current one so the
+//! current block keeps filling. The first block shares the context's
+//! allocation and is kept across resets.
+
+use crate::aset::AllocSetSizes;
+use crate::chunk::maxalign;
+use crate::error::{check_size, AllocFlags, Error, ErrorKind};
+use crate::stats::Counters;
+use crate::system;
+use crate::tree::{self, ContextHeader};
+use crate::ContextKind;
+use core::mem::size_of;
+use core::ptr::{self, NonNull};
+
+#[repr(C)]
+struct Block {
+    next: *mut Block,
+    end: *mut u8,
+    /// Free pointer, kept up to date for blocks that are not current.
+    freeptr: *mut u8,
+    _pad: usize,
+}
+
+const BLOCK_HDR: usize = size_of::<Block>();
+
+/// The Bump context.
+#[repr(C)]
+pub(crate) struct Bump {
+    pub(crate) hdr: ContextHeader,
+    freeptr: *mut u8,
+    endptr: *mut u8,
+    /// Current block, head of the block list; never null.
+    head: *mut Block,
+    chunk_limit: usize,
+    init_block_size: usize,
+    max_block_size: usize,
+    next_block_size: usize,
+    first_alloc_size: usize,
+}
+
+const CTX_HDR: usize = (size_of::<Bump>() + 15) & !15;
+
+#[inline(always)]
+fn keeper(b: *mut Bump) -> *mut Block {
+    b.cast::<u8>().wrapping_add(CTX_HDR).cast()
+}
+
+#[inline(always)]
+fn block_start(b: *mut Block) -> *mut u8 {
+    b.cast::<u8>().wrapping_add(BLOCK_HDR)
+}
+
+/// Creates a Bump context.
+///
+/// # Safety
+/// `parent` valid or null.
+pub(crate) unsafe fn create(
+    parent: *mut ContextHeader,
+    name: &'static str,
+    sizes: AllocSetSizes,
+) -> Result<*mut Bump, Error> {
+    sizes
+        .validate()
+        .map_err(|why| Error::new(ErrorKind::InvalidParameters(why), name, 0))?;
+    // SAFETY: parent valid or null (caller contract).
+    unsafe {
+        crate::critical::check_create(parent, name)?;
+        let wanted = if sizes.min_context_size != 0 {
+            sizes.min_context_size
+        } else {
+            sizes.init_block_size
+        };
+        let first = wanted.max(CTX_HDR + BLOCK_HDR + 8);
+        tree::charge(parent, first, name, first)?;
+        let mem = system::alloc_block(first);
+        if mem.is_null() {
+            tree::discharge(parent, first);
+            return Err(Error::new(ErrorKind::OutOfMemory, name, first));
+        }
+        let bump = mem.cast::<Bump>();
+        let k = keeper(bump);
+        k.write(Block {
+            next: ptr::null_mut(),
+            end: mem.add(first),
+            freeptr: block_start(k),
+            _pad: 0,
+        });
+        let mut hdr = ContextHeader::new(ContextKind::Bump, name);
+        hdr.own_bytes = first;
+        hdr.subtree_bytes = first;
+        let mut limit = sizes.max_block_size;
+        while limit > 8 && limit > (sizes.max_block_size - BLOCK_HDR) / 8 {
+            limit >>= 1;
+        }
+        bump.write(Bump {
+            hdr,
+            freeptr: block_start(k),
+            endptr: mem.add(first),
+            head: k,
+            chunk_limit: limit,
+            init_block_size: sizes.init_block_size,
+            max_block_size: sizes.max_block_size,
+            next_block_size: sizes.init_block_size,
+            first_alloc_size: first,
+        });
+        if !parent.is_null() {
+            (*bump).hdr.allow_in_critical = (*parent).allow_in_critical;
+            tree::link(bump.cast(), parent);
+        }
+        Ok(bump)
+    }
+}
+
+/// Allocates `size` bytes (MAXALIGNed, no header).
+///
+/// # Safety
+/// `b` valid.
+#[inline(always)]
+pub(crate) unsafe fn alloc(
+    b: *mut Bump,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `b` valid; the bump stays inside the current block.
+    unsafe {
+        if size <= (*b).chunk_limit {
+            let size = maxalign(size);
+            let p = (*b).freeptr;
+            if (*b).endptr as usize - p as usize >= size {
+                (*b).freeptr = p.add(size);
+                (*b).hdr.is_reset = false;
+                return Ok(NonNull::new_unchecked(p));
+            }
+            return alloc_from_new_block(b, size);
+        }
+        alloc_large(b, size, flags)
+    }
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two above 8).
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn alloc_aligned(
+    b: *mut Bump,
+    size: usize,
+    align: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `b` valid.
+    unsafe {
+        let total = size.checked_add(align - 8).ok_or(Error::new(
+            ErrorKind::InvalidSize,
+            (*b).hdr.name,
+            size,
+        ))?;
+        let p = alloc(b, total, flags)?.as_ptr();
+        let pad = p.align_offset(align);
+        Ok(NonNull::new_unchecked(p.add(pad)))
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_from_new_block(b: *mut Bump, size: usize) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `b` valid; the new block is private until linked.
+    unsafe {
+        let required = BLOCK_HDR + size;
+        let mut bytes = (*b).next_block_size;
+        if bytes < required {
+            bytes = required.next_power_of_two();
+        }
+        tree::acquire(b.cast(), bytes, size)?;
+        let blk = system::alloc_block(bytes).cast::<Block>();
+        if blk.is_null() {
+            tree::release(b.cast(), bytes);
+            return Err(Error::new(ErrorKind::OutOfMemory, (*b).hdr.name, size));
+        }
+        if (*b).next_block_size < (*b).max_block_size {
+            (*b).next_block_size = ((*b).next_block_size * 2).min((*b).max_block_size);
+        }
+        (*(*b).head).freeptr = (*b).freeptr;
+        let end = blk.cast::<u8>().add(bytes);
+        blk.write(Block {
+            next: (*b).head,
+            end,
+            freeptr: end,
+            _pad: 0,
+        });
+        (*b).head = blk;
+        let p = block_start(blk);
+        (*b).freeptr = p.add(size);
+        (*b).endptr = end;
+        (*b).hdr.is_reset = false;
+        Ok(NonNull::new_unchecked(p))
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_large(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `b` valid; the new block is private until linked.
+    unsafe {
+        check_size(size, flags, (*b).hdr.name)?;
+        let bytes = BLOCK_HDR + maxalign(size);
+        tree::acquire(b.cast(), bytes, size)?;
+        let blk = system::alloc_block(bytes).cast::<Block>();
+        if blk.is_null() {
+            tree::release(b.cast(), bytes);
+            return Err(Error::new(ErrorKind::OutOfMemory, (*b).hdr.name, size));
+        }
+        let end = blk.cast::<u8>().add(bytes);
+        blk.write(Block {
+            next: (*(*b).head).next,
+            end,
+            freeptr: end,
+            _pad: 0,
+        });
+        (*(*b).head).next = blk;
+        (*b).hdr.is_reset = false;
+        Ok(NonNull::new_unchecked(block_start(blk)))
+    }
+}
+
+/// Frees every block but the keeper.
+///
+/// # Safety
+/// `b` valid; its chunks are dead.
+pub(crate) unsafe fn reset(b: *mut Bump) {
+    // SAFETY: walks `b`'s own blocks.
+    unsafe {
+        let k = keeper(b);
+        let mut freed = 0;
+        let mut blk = (*b).head;
+        while !blk.is_null() {
+            let next = (*blk).next;
+            if blk != k {
+                let bytes = (*blk).end as usize - blk as usize;
+                freed += bytes;
+                system::free_block(blk.cast(), bytes);
+            }
+            blk = next;
+        }
+        (*k).next = ptr::null_mut();
+        (*b).head = k;
+        (*b).freeptr = block_start(k);
+        (*b).endptr = (*k).end;
+        (*b).next_block_size = (*b).init_block_size;
+        if freed != 0 {
+            tree::release(b.cast(), freed);
+        }
+    }
+}
+
+/// Frees an unlinked, childless context.
+///
+/// # Safety
+/// `b` valid; nothing of it is used afterwards.
+pub(crate) unsafe fn delete(b: *mut Bump) {
+    // SAFETY: caller contract.
+    unsafe {
+        reset(b);
+        let bytes = (*b).first_alloc_size;
+        ptr::drop_in_place(&mut (*b).hdr.ident);
+        system::free_block(b.cast(), bytes);
+    }
+}
+
+/// Counters (bump contexts have no free chunks).
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn stats(b: *mut Bump) -> Counters {
+    let mut c = Counters::default();
+    // SAFETY: walks `b`'s own blocks.
+    unsafe {
+        c.total_bytes = (*b).hdr.own_bytes;
+        let mut blk = (*b).head;
+        while !blk.is_null() {
+            c.blocks += 1;
+            let freeptr = if blk == (*b).head {
+                (*b).freeptr
+            } else {
+                (*blk).freeptr
+            };
+            c.free_bytes += (*blk).end as usize - freeptr as usize;
+            blk = (*blk).next;
+        }
+    }
+    c
+}
