@@ -330,7 +330,7 @@ unsafe fn alloc_from_new_block(set: *mut AllocSet, class: usize) -> Result<NonNu
     unsafe {
         let need = class_size(class) + CHUNK_HDR_SIZE;
         let required = BLOCK_HDR + need;
-        let mut size = (*set).next_block_size;
+        let mut size = next_block_size(set);
         while size < required {
             size *= 2;
         }
@@ -373,6 +373,18 @@ unsafe fn alloc_from_new_block(set: *mut AllocSet, class: usize) -> Result<NonNu
         let chunk = p.add(CHUNK_HDR_SIZE);
         write_header(chunk, Header::new(KindId::AllocSet, class, BLOCK_HDR));
         Ok(NonNull::new_unchecked(chunk))
+    }
+}
+
+#[inline]
+unsafe fn next_block_size(set: *mut AllocSet) -> usize {
+    // SAFETY: `set` valid (caller contract).
+    unsafe {
+        system::capped_block_size(
+            (*set).next_block_size,
+            (*set).init_block_size,
+            (*set).hdr.own_bytes,
+        )
     }
 }
 

@@ -181,7 +181,11 @@ unsafe fn alloc_from_new_block(b: *mut Bump, size: usize) -> Result<NonNull<u8>,
     // SAFETY: `b` valid; the new block is private until linked.
     unsafe {
         let required = BLOCK_HDR + size;
-        let mut bytes = (*b).next_block_size;
+        let mut bytes = system::capped_block_size(
+            (*b).next_block_size,
+            (*b).init_block_size,
+            (*b).hdr.own_bytes,
+        );
         if bytes < required {
             bytes = required.next_power_of_two();
         }

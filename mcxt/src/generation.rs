@@ -237,7 +237,11 @@ unsafe fn alloc_from_other_block(
             (*g).current = fb;
             return Ok(carve(g, fb, chunk_size));
         }
-        let mut size = (*g).next_block_size;
+        let mut size = system::capped_block_size(
+            (*g).next_block_size,
+            (*g).init_block_size,
+            (*g).hdr.own_bytes,
+        );
         if (*g).next_block_size < (*g).max_block_size {
             (*g).next_block_size = ((*g).next_block_size * 2).min((*g).max_block_size);
         }

@@ -270,9 +270,20 @@ fn blocks_double_up_to_the_maximum() {
                 totals.push(t);
             }
         }
-        let steps: Vec<_> = totals.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(&steps[..5], &[1024, 2048, 4096, 8192, 16384]);
-        assert!(steps[5..].iter().all(|&s| s == 16384));
+        // Each new block is PostgreSQL's doubling step, capped at a quarter
+        // of what the context holds (never below the initial size), and
+        // never above the maximum.
+        let mut doubling = 1024;
+        for w in totals.windows(2) {
+            let (held, step) = (w[0], w[1] - w[0]);
+            let cap = (held / 4).max(1024).div_ceil(1024) * 1024;
+            assert_eq!(step, doubling.min(cap), "held {held}: {totals:?}");
+            doubling = (doubling * 2).min(16 * 1024);
+        }
+        assert_eq!(
+            totals.windows(2).last().map(|w| w[1] - w[0]),
+            Some(16 * 1024)
+        );
         ctx.delete();
     }
 }

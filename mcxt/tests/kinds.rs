@@ -262,7 +262,11 @@ fn every_kind_works_through_the_safe_api() {
     );
     assert!(text.contains("empty blocks"), "{text}");
     drop((r#gen, slab, bump));
-    assert_eq!(dropped.get(), 3, "each context's callback ran at its delete");
+    assert_eq!(
+        dropped.get(),
+        3,
+        "each context's callback ran at its delete"
+    );
     assert_eq!(
         std::rc::Rc::strong_count(&dropped),
         1,
