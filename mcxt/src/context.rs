@@ -264,11 +264,22 @@ impl<'parent> Context<'parent> {
             // is unlinked before it runs, and the chunk is freed after.
             unsafe { ptr::drop_in_place(arg.cast::<T>()) }
         }
-        let value = self.alloc(value);
-        if mem::needs_drop::<T>() {
-            self.register_callback(drop_value::<T>, (value as *mut T).cast());
+        let p = self
+            .try_alloc_layout(Layout::new::<T>())
+            .unwrap_or_else(|e| oom(e))
+            .cast::<T>()
+            .as_ptr();
+        // SAFETY: a fresh chunk with T's layout. The callback keeps the
+        // chunk's own pointer and the returned reference is derived from
+        // it, so the reference (dead by the time the callback runs: a
+        // reset needs `&mut self`) does not invalidate the pointer.
+        unsafe {
+            p.write(value);
+            if mem::needs_drop::<T>() {
+                self.register_callback(drop_value::<T>, p.cast());
+            }
+            &mut *p
         }
-        value
     }
 
     /// Runs `f` at the next reset or at delete (a reset callback). A panic
