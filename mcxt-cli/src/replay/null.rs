@@ -1,0 +1,88 @@
+//! The null backend: walks the operations without allocating anything,
+//! storing a dummy pointer per chunk, to measure what the replay loop
+//! itself costs (reading the ops, the `match`, one table store per `A`/`R`).
+
+use std::ptr::{self, NonNull};
+
+use mcxt_trace::{ChunkId, CtxId, Flags};
+
+use super::tree::prefaulted;
+use super::{Backend, ValidTrace};
+
+/// The null backend (see the [module docs](self)).
+#[derive(Debug)]
+pub struct NullBackend {
+    chunks: Vec<*mut u8>,
+}
+
+impl Backend for NullBackend {
+    const NAME: &'static str = "null";
+    const EXACT_PEAK: bool = false;
+
+    fn new(trace: &ValidTrace) -> Self {
+        NullBackend {
+            chunks: prefaulted(trace.n_chunks as usize, ptr::null_mut()),
+        }
+    }
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn create(&mut self, _ctx: CtxId, _parent: Option<CtxId>, _spec: u32) {}
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn alloc(&mut self, chunk: ChunkId, ctx: CtxId, size: usize, _: Flags, _: u32) {
+        self.chunks[chunk as usize] = ptr::without_provenance_mut(size ^ ctx as usize);
+    }
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn realloc(&mut self, chunk: ChunkId, size: usize, _: Flags) {
+        self.chunks[chunk as usize] = ptr::without_provenance_mut(size);
+    }
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn free(&mut self, chunk: ChunkId) {
+        self.chunks[chunk as usize] = ptr::null_mut();
+    }
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn reset(&mut self, _ctx: CtxId) {}
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn reset_only(&mut self, _ctx: CtxId) {}
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn delete_children(&mut self, _ctx: CtxId) {}
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn delete(&mut self, _ctx: CtxId) {}
+
+    /// # Safety
+    /// Nothing (no memory is touched); `unsafe` for the trait.
+    #[inline(always)]
+    unsafe fn set_parent(&mut self, _ctx: CtxId, _parent: Option<CtxId>) {}
+
+    fn finish(&mut self) {}
+
+    fn held_bytes(&self) -> u64 {
+        0
+    }
+
+    fn chunk_ptr(&self, _chunk: ChunkId) -> Option<NonNull<u8>> {
+        None
+    }
+}
