@@ -430,10 +430,34 @@ fn generation(c: &mut Criterion) {
     }
 }
 
+/// Puts glibc's malloc in the state it reaches in any process that has
+/// once freed a large block, so results do not depend on which benchmarks
+/// ran before (or on the filter given on the command line).
+///
+/// glibc raises its mmap threshold to the size of the largest mmapped
+/// block freed so far (up to 32 MiB) and its trim threshold to twice that.
+/// In a fresh process both are 128 KiB: then every reset of an mcxt
+/// context, which hands its non-keeper blocks back to malloc, lets glibc
+/// shrink the heap with `brk` and the next iteration fault the pages in
+/// again, which made `bump/48/mcxt_aset` 6 to 9 times slower when run alone
+/// than after the bumpalo function of the same group had freed its large
+/// chunks. Freeing one 16 MiB block first gives every function the adapted
+/// thresholds.
+fn settle_glibc_thresholds() {
+    let l = Layout::from_size_align(16 << 20, 16).unwrap();
+    // SAFETY: non-zero size; the block is freed at once with its layout.
+    unsafe {
+        let p = System.alloc(l);
+        assert!(!p.is_null());
+        System.dealloc(black_box(p), l);
+    }
+}
+
 /// Criterion's defaults, with fewer bootstrap resamples (20k instead of
 /// 100k) so the analysis does not dominate the run on a small machine;
 /// command-line options still override.
 fn config() -> Criterion {
+    settle_glibc_thresholds();
     Criterion::default().nresamples(20_000)
 }
 

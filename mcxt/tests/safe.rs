@@ -23,7 +23,7 @@ fn values_slices_and_strings_live_in_the_context() {
     let held = ctx.mem_allocated(false);
     assert!(held > 20_000);
     ctx.reset();
-    assert_eq!(ctx.mem_allocated(false), 8192);
+    assert_eq!(ctx.mem_allocated(false), 8192, "header and first block");
     assert!(ctx.is_empty());
 }
 
@@ -51,7 +51,8 @@ fn children_borrow_parents_and_drop_deletes() {
         let child = top.new_child("child");
         let grandchild = child.new_child("grandchild");
         grandchild.alloc([0u8; 100]);
-        assert!(top.mem_allocated(true) > before + 2 * 8192 - 1);
+        // Two headers and the grandchild's first block.
+        assert!(top.mem_allocated(true) > before + 8192);
         assert_eq!(top.stats().contexts.len(), 3);
     }
     assert_eq!(top.mem_allocated(true), before);
@@ -136,9 +137,11 @@ fn idents_and_debug() {
     ctx.set_ident(Some("SELECT 42"));
     assert_eq!(ctx.ident(), Some("SELECT 42"));
     assert!(format!("{ctx:?}").contains("SELECT 42"));
-    assert!(ctx
-        .stats_text()
-        .starts_with("plan: 8192 total in 1 blocks;"));
+    assert!(ctx.stats_text().starts_with("plan: "));
+    assert!(
+        ctx.stats_text().contains(" total in 0 blocks;"),
+        "an unused context has no block"
+    );
     assert!(ctx
         .stats_text()
         .lines()

@@ -205,9 +205,10 @@ fn subtree_accounting_is_exact() {
             top.mem_allocated(false) + c.mem_allocated(false)
         );
         c.reset();
+        // The header and the first block stay: 1 KiB together (SMALL).
         assert_eq!(
             c.mem_allocated(false),
-            base_c,
+            1024,
             "reset keeps only the first block"
         );
         top.delete();
@@ -253,9 +254,14 @@ fn limits_refuse_block_acquisition_and_change_nothing() {
         for _ in 0..8 {
             c.alloc(64).unwrap();
         }
-        // Child creation is charged too.
-        let e = MemoryContext::new_alloc_set(Some(c), "grandchild", AllocSetSizes::DEFAULT)
-            .unwrap_err();
+        // Child creation is charged too: a reserved first block of 64 KiB
+        // does not fit.
+        let reserving = AllocSetSizes {
+            min_context_size: 64 * 1024,
+            init_block_size: 8192,
+            max_block_size: 1 << 20,
+        };
+        let e = MemoryContext::new_alloc_set(Some(c), "grandchild", reserving).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::LimitExceeded { .. }));
         // Moving a big context under a limited one is refused.
         let big = root("big");
