@@ -2,7 +2,9 @@
 //! workload, in the same run:
 //!
 //! * **Bump** against bumpalo: many small allocations on a warm context,
-//!   then a reset (`bump/u64`, `bump/24`, `bump/48`).
+//!   then a reset (`bump/u64`, `bump/24`, `bump/48`). `mcxt_bump_1m_keeper`
+//!   is a Bump context whose 1 MiB keeper block holds a whole iteration, so
+//!   no block goes back to malloc at reset.
 //! * **Slab** against glibc and mimalloc: fixed-size churn over a large
 //!   live set (`slab_churn/48`, `slab_churn/128`) and fill-then-free-all
 //!   (`slab_fill_free/48`, `slab_fill_free/128`).

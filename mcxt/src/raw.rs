@@ -444,11 +444,33 @@ pub(crate) unsafe fn alloc_in(
     // SAFETY: caller contract; the kind tag names the real type.
     unsafe {
         crate::critical::check(ctx, size)?;
+        // Plain compares, most common kinds first: a jump table here costs
+        // an indirect branch on every allocation.
+        let kind = (*ctx).kind;
+        if kind == ContextKind::AllocSet {
+            aset::alloc(ctx.cast(), size, flags)
+        } else if kind == ContextKind::Bump {
+            bump::alloc(ctx.cast(), size, flags)
+        } else {
+            alloc_other(ctx, size, flags)
+        }
+    }
+}
+
+/// Generation and Slab allocation, out of line.
+#[inline(never)]
+unsafe fn alloc_other(
+    ctx: *mut ContextHeader,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: caller contract; the kind tag names the real type.
+    unsafe {
         match (*ctx).kind {
-            ContextKind::AllocSet => aset::alloc(ctx.cast(), size, flags),
-            ContextKind::Bump => bump::alloc(ctx.cast(), size, flags),
             ContextKind::Generation => generation::alloc(ctx.cast(), size, flags),
             ContextKind::Slab => slab::alloc(ctx.cast(), size),
+            ContextKind::AllocSet => aset::alloc(ctx.cast(), size, flags),
+            ContextKind::Bump => bump::alloc(ctx.cast(), size, flags),
         }
     }
 }
