@@ -90,8 +90,8 @@ typedef struct MemoryContextCallback
 
 /* Largest request without MCXT_ALLOC_HUGE (1 GB - 1), as in PostgreSQL. */
 #define MaxAllocSize			((Size) 0x3fffffff)
-/* Largest request with MCXT_ALLOC_HUGE (PostgreSQL: SIZE_MAX / 2). */
-#define MaxAllocHugeSize		((Size) (SIZE_MAX / 4))
+/* Largest request with MCXT_ALLOC_HUGE (SIZE_MAX / 2), as in PostgreSQL. */
+#define MaxAllocHugeSize		((Size) (SIZE_MAX / 2))
 #define AllocSizeIsValid(size)	((Size) (size) <= MaxAllocSize)
 #define AllocHugeSizeIsValid(size)	((Size) (size) <= MaxAllocHugeSize)
 

@@ -9,11 +9,13 @@ use core::fmt;
 /// [`AllocFlags::HUGE`]: crate::AllocFlags::HUGE
 pub const MAX_ALLOC_SIZE: usize = 0x3fff_ffff;
 
-/// Largest request accepted with [`AllocFlags::HUGE`] (`isize::MAX` less
-/// room for headers, so that no size computation can overflow).
+/// Largest request accepted with [`AllocFlags::HUGE`]: `SIZE_MAX / 2`, as
+/// in PostgreSQL. (A request that large passes the size check and then
+/// fails as out of memory; block sizes are computed without overflow up
+/// to it.)
 ///
 /// [`AllocFlags::HUGE`]: crate::AllocFlags::HUGE
-pub const MAX_ALLOC_HUGE_SIZE: usize = (isize::MAX as usize) / 2;
+pub const MAX_ALLOC_HUGE_SIZE: usize = usize::MAX / 2;
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -484,7 +484,7 @@ fn bad_pointer(hdr: Header, size: usize) -> Error {
 ///
 /// Returns [`ErrorKind::BadPointer`] when the word before `ptr` is not a
 /// chunk header of any kind (zeroed memory, a `malloc` pointer, clobbered
-/// memory); deeper checks need the `checking` feature.
+/// memory); a freed or corrupted chunk is not detected.
 ///
 /// # Safety
 /// `ptr` must be a live chunk from a context of this library (from `alloc`,
