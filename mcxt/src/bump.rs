@@ -101,6 +101,9 @@ pub(crate) unsafe fn create(
             _pad: 0,
         });
         let mut hdr = ContextHeader::new(ContextKind::Bump, name);
+        // Allocation does not track `is_reset`, so a Bump context never
+        // claims to be reset: every reset rewinds it (cheaply).
+        hdr.is_reset = false;
         hdr.own_bytes = first;
         hdr.subtree_bytes = first;
         let mut limit = sizes.max_block_size;
@@ -138,15 +141,31 @@ pub(crate) unsafe fn alloc(
 ) -> Result<NonNull<u8>, Error> {
     // SAFETY: `b` valid; the bump stays inside the current block.
     unsafe {
-        if size <= (*b).chunk_limit {
+        // Whatever fits in the current block is bumped there; the chunk
+        // limit only decides how to grow when it does not fit.
+        let p = (*b).freeptr;
+        let room = (*b).endptr as usize - p as usize;
+        if size <= room {
             let size = maxalign(size);
-            let p = (*b).freeptr;
-            if (*b).endptr as usize - p as usize >= size {
+            if size <= room {
+                // No `is_reset` store: a Bump context never claims to be
+                // reset (see `is_empty`), which saves a store per chunk.
                 (*b).freeptr = p.add(size);
-                (*b).hdr.is_reset = false;
                 return Ok(NonNull::new_unchecked(p));
             }
-            return alloc_from_new_block(b, size);
+        }
+        alloc_slow(b, size, flags)
+    }
+}
+
+/// The request does not fit in the current block.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<NonNull<u8>, Error> {
+    // SAFETY: `b` valid (caller contract).
+    unsafe {
+        if size <= (*b).chunk_limit {
+            return alloc_from_new_block(b, maxalign(size));
         }
         alloc_large(b, size, flags)
     }
@@ -238,6 +257,21 @@ unsafe fn alloc_large(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<No
         (*(*b).head).next = blk;
         (*b).hdr.is_reset = false;
         Ok(NonNull::new_unchecked(block_start(blk)))
+    }
+}
+
+/// True when nothing is allocated: only the first block, rewound.
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn is_empty(b: *mut Bump) -> bool {
+    // SAFETY: caller contract.
+    unsafe {
+        let k = keeper(b);
+        (*b).head == k
+            && (*k).next.is_null()
+            && (*b).freeptr == block_start(k)
+            && (*b).hdr.callbacks.is_null()
     }
 }
 

@@ -53,6 +53,9 @@ use core::ptr::{self, NonNull};
 /// ```
 pub struct Context<'parent> {
     raw: MemoryContext,
+    /// The kind never changes: kept here so allocation loops dispatch on
+    /// a value in the handle rather than reloading it from the context.
+    kind: ContextKind,
     _parent: PhantomData<&'parent ()>,
     /// Contexts share per-thread state (current context, recycling cache)
     /// and their tree is unsynchronised: neither `Send` nor `Sync`.
@@ -89,6 +92,9 @@ impl<'parent> Context<'parent> {
     fn from_raw_unchecked<'p>(raw: MemoryContext) -> Context<'p> {
         Context {
             raw,
+            // SAFETY: `raw` is a live context (every caller just created or
+            // owns it).
+            kind: unsafe { raw.kind() },
             _parent: PhantomData,
             _not_send: PhantomData,
         }
@@ -125,8 +131,7 @@ impl<'parent> Context<'parent> {
 
     /// The context's kind.
     pub fn kind(&self) -> ContextKind {
-        // SAFETY: alive.
-        unsafe { self.raw.kind() }
+        self.kind
     }
 
     /// Frees a chunk of this context, unless the kind cannot (Bump).
@@ -149,14 +154,23 @@ impl<'parent> Context<'parent> {
     /// earlier with [`raw::free`].
     #[inline]
     pub fn try_alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, Error> {
-        // SAFETY: `self` is alive.
+        // SAFETY: `self` is alive and of kind `self.kind`.
         unsafe {
-            crate::aligned::alloc(
-                self.raw.header(),
-                layout.size(),
-                layout.align(),
-                AllocFlags::empty(),
-            )
+            if matches!(layout.align(), 1 | 2 | 4 | 8) {
+                crate::raw::alloc_known(
+                    self.raw.header(),
+                    self.kind,
+                    layout.size(),
+                    AllocFlags::empty(),
+                )
+            } else {
+                crate::aligned::alloc(
+                    self.raw.header(),
+                    layout.size(),
+                    layout.align(),
+                    AllocFlags::empty(),
+                )
+            }
         }
     }
 

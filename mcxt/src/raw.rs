@@ -441,12 +441,27 @@ pub(crate) unsafe fn alloc_in(
     size: usize,
     flags: AllocFlags,
 ) -> Result<NonNull<u8>, Error> {
-    // SAFETY: caller contract; the kind tag names the real type.
+    // SAFETY: caller contract.
+    unsafe { alloc_known(ctx, (*ctx).kind, size, flags) }
+}
+
+/// Allocation in a context whose kind the caller already knows (the safe
+/// handle caches it, so loops need not reload it through the pointer).
+///
+/// # Safety
+/// `ctx` alive and of kind `kind`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_known(
+    ctx: *mut ContextHeader,
+    kind: ContextKind,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: caller contract; the kind names the real type.
     unsafe {
         crate::critical::check(ctx, size)?;
         // Plain compares, most common kinds first: a jump table here costs
         // an indirect branch on every allocation.
-        let kind = (*ctx).kind;
         if kind == ContextKind::AllocSet {
             aset::alloc(ctx.cast(), size, flags)
         } else if kind == ContextKind::Bump {

@@ -335,7 +335,9 @@ unsafe fn reset_only_slow(ctx: *mut ContextHeader) {
     unsafe {
         run_callbacks(ctx);
         kind_reset(ctx);
-        (*ctx).is_reset = true;
+        // Bump allocation does not clear the flag (it saves a store per
+        // chunk), so a Bump context never claims to be reset.
+        (*ctx).is_reset = (*ctx).kind != ContextKind::Bump;
     }
 }
 
@@ -494,7 +496,8 @@ pub(crate) unsafe fn is_empty(ctx: *mut ContextHeader) -> bool {
             return true;
         }
         match (*ctx).kind {
-            ContextKind::AllocSet | ContextKind::Bump => false,
+            ContextKind::AllocSet => false,
+            ContextKind::Bump => bump::is_empty(ctx.cast()),
             ContextKind::Generation => generation::is_empty(ctx.cast()),
             ContextKind::Slab => slab::is_empty(ctx.cast()),
         }
