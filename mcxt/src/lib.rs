@@ -100,7 +100,7 @@ pub mod raw;
 mod sizeclass;
 mod slab;
 mod stats;
-mod system;
+pub mod system;
 mod tree;
 
 pub use aligned::MAX_ALIGNMENT;

@@ -1,17 +1,117 @@
-//! Blocks from the system: the one place mcxt asks the global allocator for
-//! memory. Every context block, dedicated large-chunk block and context
-//! header comes from here and goes back here, so fault injection and leak
-//! counting need to watch only this module.
+//! Blocks from the system: the one place mcxt asks for memory. Every
+//! context block, dedicated large-chunk block and context header comes
+//! from the thread's [`BlockSource`] (by default the global allocator) and
+//! goes back to it, so fault injection and leak counting watch only this
+//! module (see `tests/faults.rs`).
 
 use alloc::alloc::{alloc, dealloc, realloc, Layout};
 
 /// Alignment of every block. 16 matches what `malloc` gives, so the global
 /// allocator takes its fastest path.
-pub(crate) const BLOCK_ALIGN: usize = 16;
+pub const BLOCK_ALIGN: usize = 16;
+
+/// Where mcxt gets its memory: every block, dedicated chunk and context
+/// header comes from a block source and goes back to it.
+///
+/// The default is the global allocator ([`SystemSource`]). Another source
+/// can be installed per thread with [`set_block_source`] (context trees
+/// belong to one thread), for fault injection, leak counting, or memory
+/// from an arena of the application's.
+///
+/// # Safety
+/// Implementations must behave like an allocator: `alloc` returns null or
+/// a block of at least `size` bytes aligned to [`BLOCK_ALIGN`], not handed
+/// out again until freed; `free` and `realloc` receive only blocks this
+/// source returned, with the size they were allocated (or last resized)
+/// with; `realloc` returns null (leaving the block untouched) or a block
+/// of the new size holding the old contents up to the smaller size.
+pub unsafe trait BlockSource: Sync {
+    /// A block of `size` bytes (`size > 0`), or null.
+    fn alloc(&self, size: usize) -> *mut u8;
+    /// Returns a block.
+    ///
+    /// # Safety
+    /// `ptr` came from this source with this `size`, and is not used after.
+    unsafe fn free(&self, ptr: *mut u8, size: usize);
+    /// Resizes a block (possibly moving it), or returns null.
+    ///
+    /// # Safety
+    /// `ptr` came from this source with size `old`; `new > 0`.
+    unsafe fn realloc(&self, ptr: *mut u8, old: usize, new: usize) -> *mut u8;
+}
+
+/// The global allocator as a [`BlockSource`] (the default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemSource;
+
+// SAFETY: forwards to the global allocator with a valid, matching layout.
+unsafe impl BlockSource for SystemSource {
+    #[inline]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        match layout(size) {
+            // SAFETY: the layout has a non-zero size (trait contract).
+            Some(l) if size > 0 => unsafe { alloc(l) },
+            _ => core::ptr::null_mut(),
+        }
+    }
+
+    #[inline]
+    unsafe fn free(&self, ptr: *mut u8, size: usize) {
+        // SAFETY: the same size and alignment the block was allocated
+        // with, so the layout is valid and matches (trait contract).
+        unsafe { dealloc(ptr, Layout::from_size_align_unchecked(size, BLOCK_ALIGN)) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+        if layout(new).is_none() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `ptr` was allocated with this layout (trait contract) and
+        // the new size forms a valid layout with the same alignment.
+        unsafe {
+            realloc(
+                ptr,
+                Layout::from_size_align_unchecked(old, BLOCK_ALIGN),
+                new,
+            )
+        }
+    }
+}
 
 #[inline]
 fn layout(size: usize) -> Option<Layout> {
     Layout::from_size_align(size, BLOCK_ALIGN).ok()
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static SOURCE: core::cell::Cell<Option<&'static dyn BlockSource>> = const { core::cell::Cell::new(None) };
+}
+
+/// Installs `source` (or, with `None`, the global allocator) as this
+/// thread's block source and returns the previous one. The recycled
+/// contexts of this thread are released first (to the previous source).
+///
+/// # Safety
+/// No context created on this thread while the previous source was
+/// installed may be alive: their blocks would be returned to the wrong
+/// source.
+#[cfg(feature = "std")]
+pub unsafe fn set_block_source(
+    source: Option<&'static dyn BlockSource>,
+) -> Option<&'static dyn BlockSource> {
+    crate::release_recycled();
+    SOURCE.with(|s| s.replace(source))
+}
+
+#[inline]
+fn with_source<R>(f: impl FnOnce(&dyn BlockSource) -> R) -> R {
+    #[cfg(feature = "std")]
+    if let Ok(Some(src)) = SOURCE.try_with(|s| s.get()) {
+        return f(src);
+    }
+    f(&SystemSource)
 }
 
 /// Allocates `size` bytes (size > 0), or null.
@@ -21,23 +121,19 @@ fn layout(size: usize) -> Option<Layout> {
 #[inline]
 pub(crate) unsafe fn alloc_block(size: usize) -> *mut u8 {
     debug_assert!(size > 0);
-    match layout(size) {
-        // SAFETY: the layout has a non-zero size (caller contract).
-        Some(l) => unsafe { alloc(l) },
-        None => core::ptr::null_mut(),
-    }
+    with_source(|s| s.alloc(size))
 }
 
 /// Returns a block.
 ///
 /// # Safety
 /// `ptr` must come from [`alloc_block`] or [`realloc_block`] with exactly
-/// this `size`, and must not be used afterwards.
+/// this `size` (under the same block source), and must not be used
+/// afterwards.
 #[inline]
 pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
-    // SAFETY: the same size and alignment the block was allocated with, so
-    // the layout is valid and matches (caller contract).
-    unsafe { dealloc(ptr, Layout::from_size_align_unchecked(size, BLOCK_ALIGN)) }
+    // SAFETY: caller contract.
+    with_source(|s| unsafe { s.free(ptr, size) })
 }
 
 /// Resizes a block, possibly moving it; null on failure (the old block is
@@ -47,18 +143,8 @@ pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
 /// `ptr`/`old_size` as for [`free_block`]; `new_size` must be non-zero.
 #[inline]
 pub(crate) unsafe fn realloc_block(ptr: *mut u8, old_size: usize, new_size: usize) -> *mut u8 {
-    if layout(new_size).is_none() {
-        return core::ptr::null_mut();
-    }
-    // SAFETY: `ptr` was allocated with this layout (caller contract) and the
-    // new size was checked to form a valid layout with the same alignment.
-    unsafe {
-        realloc(
-            ptr,
-            Layout::from_size_align_unchecked(old_size, BLOCK_ALIGN),
-            new_size,
-        )
-    }
+    // SAFETY: caller contract.
+    with_source(|s| unsafe { s.realloc(ptr, old_size, new_size) })
 }
 
 /// Block growth is capped by the context's size: a new block is at most
