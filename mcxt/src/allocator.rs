@@ -97,91 +97,62 @@ unsafe fn shrink(
     Some(NonNull::slice_from_raw_parts(p, new.size()))
 }
 
-// SAFETY: memory stays valid until deallocated or until the context is
-// reset or deleted, which needs `&mut Context` or its drop, both impossible
-// while this `&Context` (and so any collection using it) lives. Copies of
-// the `&Context` allocator share the same context, so memory from one can
-// be freed through another.
-unsafe impl allocator_api2::alloc::Allocator for &Context<'_> {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        allocate(self, layout).ok_or(allocator_api2::alloc::AllocError)
-    }
+/// Implements an `Allocator` trait (allocator-api2's or core's, which have
+/// the same shape) for `&Context`.
+macro_rules! impl_allocator {
+    ($allocator:path, $alloc_error:path) => {
+        // SAFETY: memory stays valid until deallocated or until the context
+        // is reset or deleted, which needs `&mut Context` or its drop, both
+        // impossible while this `&Context` (and so any collection using it)
+        // lives. Copies of the `&Context` allocator share the same context,
+        // so memory from one can be freed through another.
+        unsafe impl $allocator for &Context<'_> {
+            fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, $alloc_error> {
+                allocate(self, layout).ok_or($alloc_error)
+            }
 
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        // SAFETY: `ptr` is a live chunk of this context (trait contract).
-        unsafe { self.free_chunk(ptr) };
-    }
+            unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+                // SAFETY: `ptr` is a live chunk of this context (trait contract).
+                unsafe { self.free_chunk(ptr) };
+            }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { grow(self, ptr, old, new, false).ok_or(allocator_api2::alloc::AllocError) }
-    }
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $alloc_error> {
+                // SAFETY: trait contract.
+                unsafe { grow(self, ptr, old, new, false).ok_or($alloc_error) }
+            }
 
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { grow(self, ptr, old, new, true).ok_or(allocator_api2::alloc::AllocError) }
-    }
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $alloc_error> {
+                // SAFETY: trait contract.
+                unsafe { grow(self, ptr, old, new, true).ok_or($alloc_error) }
+            }
 
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { shrink(self, ptr, old, new).ok_or(allocator_api2::alloc::AllocError) }
-    }
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, $alloc_error> {
+                // SAFETY: trait contract.
+                unsafe { shrink(self, ptr, old, new).ok_or($alloc_error) }
+            }
+        }
+    };
 }
+
+impl_allocator!(
+    allocator_api2::alloc::Allocator,
+    allocator_api2::alloc::AllocError
+);
 
 #[cfg(feature = "nightly")]
-// SAFETY: as for the allocator_api2 implementation above.
-unsafe impl core::alloc::Allocator for &Context<'_> {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
-        allocate(self, layout).ok_or(core::alloc::AllocError)
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        // SAFETY: trait contract.
-        unsafe { self.free_chunk(ptr) };
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { grow(self, ptr, old, new, false).ok_or(core::alloc::AllocError) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { grow(self, ptr, old, new, true).ok_or(core::alloc::AllocError) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, core::alloc::AllocError> {
-        // SAFETY: trait contract.
-        unsafe { shrink(self, ptr, old, new).ok_or(core::alloc::AllocError) }
-    }
-}
+impl_allocator!(core::alloc::Allocator, core::alloc::AllocError);
