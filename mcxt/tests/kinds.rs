@@ -104,8 +104,19 @@ fn slab_fills_fullest_blocks_first_and_keeps_few_empty_ones() {
     // SAFETY: chunks used while alive, freed once.
     unsafe {
         assert_eq!(s.kind(), ContextKind::Slab);
-        let per_block = (1024 - 56) / 48;
-        let chunks: Vec<NonNull<u8>> = (0..per_block * 30).map(|_| s.alloc(40).unwrap()).collect();
+        // Chunks per block, measured: fill until a second block appears.
+        let mut chunks: Vec<NonNull<u8>> = vec![];
+        while s.counters().blocks < 2 {
+            chunks.push(s.alloc(40).unwrap());
+        }
+        let per_block = chunks.len() - 1;
+        assert!(
+            (15..=20).contains(&per_block),
+            "{per_block} chunks of 48 bytes in 1 KiB"
+        );
+        while chunks.len() < per_block * 30 {
+            chunks.push(s.alloc(40).unwrap());
+        }
         assert_eq!(s.counters().blocks, 30);
         assert_eq!(raw::chunk_space(chunks[0]).unwrap(), 48);
         assert_eq!(raw::chunk_context(chunks[5]).unwrap(), s);
