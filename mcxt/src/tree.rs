@@ -151,8 +151,25 @@ pub(crate) unsafe fn unlink(ctx: *mut ContextHeader) {
 ///
 /// # Safety
 /// `start` must be a valid context (or null: nothing to do).
+#[inline]
 pub(crate) unsafe fn charge(
     start: *mut ContextHeader,
+    bytes: usize,
+    requester: &'static str,
+    request: usize,
+) -> Result<(), Error> {
+    // SAFETY: caller contract.
+    unsafe { charge_below(start, ptr::null_mut(), bytes, requester, request) }
+}
+
+/// [`charge`] for the chain from `start` up to, not including, `stop`
+/// (an ancestor of `start`, or null for the whole chain).
+///
+/// # Safety
+/// As [`charge`]; `stop` is null or an ancestor of `start`.
+unsafe fn charge_below(
+    start: *mut ContextHeader,
+    stop: *mut ContextHeader,
     bytes: usize,
     requester: &'static str,
     request: usize,
@@ -160,7 +177,7 @@ pub(crate) unsafe fn charge(
     let mut cur = start;
     // SAFETY: `cur` walks valid ancestors (tree invariant).
     unsafe {
-        while !cur.is_null() {
+        while cur != stop {
             let new_total = (*cur).subtree_bytes.saturating_add(bytes);
             if new_total > (*cur).limit {
                 let err = ErrorKind::LimitExceeded {
@@ -183,16 +200,20 @@ pub(crate) unsafe fn charge(
     Ok(())
 }
 
-/// Adds `bytes` to the subtree totals of `start` and its ancestors, ignoring
-/// limits (used to restore a previous state).
+/// Adds `bytes` to the subtree totals from `start` up to, not including,
+/// `stop`, ignoring limits (used to restore a previous state).
 ///
 /// # Safety
-/// `start` must be a valid context or null.
-pub(crate) unsafe fn charge_unchecked(start: *mut ContextHeader, bytes: usize) {
+/// `start` valid or null; `stop` null or an ancestor of `start`.
+unsafe fn charge_unchecked_below(
+    start: *mut ContextHeader,
+    stop: *mut ContextHeader,
+    bytes: usize,
+) {
     let mut cur = start;
     // SAFETY: `cur` walks valid ancestors (tree invariant).
     unsafe {
-        while !cur.is_null() {
+        while cur != stop {
             (*cur).subtree_bytes += bytes;
             cur = (*cur).parent;
         }
@@ -204,16 +225,66 @@ pub(crate) unsafe fn charge_unchecked(start: *mut ContextHeader, bytes: usize) {
 /// # Safety
 /// `start` must be a valid context or null, and the bytes must have been
 /// charged before.
+#[inline]
 pub(crate) unsafe fn discharge(start: *mut ContextHeader, bytes: usize) {
+    // SAFETY: caller contract.
+    unsafe { discharge_below(start, ptr::null_mut(), bytes) }
+}
+
+/// [`discharge`] up to, not including, `stop`.
+///
+/// # Safety
+/// As [`discharge`]; `stop` null or an ancestor of `start`.
+unsafe fn discharge_below(start: *mut ContextHeader, stop: *mut ContextHeader, bytes: usize) {
     let mut cur = start;
     // SAFETY: `cur` walks valid ancestors (tree invariant).
     unsafe {
-        while !cur.is_null() {
+        while cur != stop {
             debug_assert!((*cur).subtree_bytes >= bytes);
             (*cur).subtree_bytes -= bytes;
             cur = (*cur).parent;
         }
     }
+}
+
+/// Depth of `ctx` (a root is 0), or 0 for null.
+unsafe fn depth(mut ctx: *mut ContextHeader) -> usize {
+    let mut d = 0;
+    // SAFETY: walks valid ancestors (tree invariant).
+    unsafe {
+        while !ctx.is_null() && !(*ctx).parent.is_null() {
+            d += 1;
+            ctx = (*ctx).parent;
+        }
+    }
+    d
+}
+
+/// The lowest common ancestor of `a` and `b` (either may be null), or null.
+unsafe fn common_ancestor(
+    mut a: *mut ContextHeader,
+    mut b: *mut ContextHeader,
+) -> *mut ContextHeader {
+    if a.is_null() || b.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: walks valid ancestors (tree invariant).
+    unsafe {
+        let (mut da, mut db) = (depth(a), depth(b));
+        while da > db {
+            a = (*a).parent;
+            da -= 1;
+        }
+        while db > da {
+            b = (*b).parent;
+            db -= 1;
+        }
+        while a != b {
+            a = (*a).parent;
+            b = (*b).parent;
+        }
+    }
+    a
 }
 
 /// Records that `ctx` acquired `bytes` from the system (checking limits).
@@ -468,10 +539,15 @@ pub(crate) unsafe fn set_parent(
                 a = (*a).parent;
             }
         }
+        // Ancestors common to the old and new places keep their totals:
+        // only the chains below the lowest common ancestor change, and
+        // only the new one is checked against limits (a limit already
+        // below usage must not forbid a move that adds nothing to it).
         let bytes = (*ctx).subtree_bytes;
-        discharge(old, bytes);
-        if let Err(e) = charge(new_parent, bytes, (*ctx).name, bytes) {
-            charge_unchecked(old, bytes);
+        let common = common_ancestor(old, new_parent);
+        discharge_below(old, common, bytes);
+        if let Err(e) = charge_below(new_parent, common, bytes, (*ctx).name, bytes) {
+            charge_unchecked_below(old, common, bytes);
             return Err(e);
         }
         unlink(ctx);
