@@ -20,7 +20,8 @@ pub const DEFAULT_TRACE: &str = concat!(
 );
 
 const REPLAY_HELP: &str = "\
-Each TRACE is parsed first (not timed), then for each allocator:
+Each TRACE is parsed first and compiled into a compact replay program, one
+8-byte word per operation (not timed), then for each allocator:
   1. --repeat timed replays of every operation; after each, whatever is left
      is deleted/freed (not timed) and mcxt's recycled-context cache emptied;
   2. one untimed pass measuring the peak memory held from the system;
@@ -35,13 +36,17 @@ Allocators:
             contexts (the bookkeeping a program without contexts needs).
   mimalloc  the same with mi_malloc/mi_zalloc/mi_malloc_aligned/mi_realloc/
             mi_realloc_aligned/mi_free.
-  null      no allocation: the cost of the replay loop itself.
-  all       mcxt, malloc and mimalloc.
+  null      no allocation: the cost of the replay loop itself (reading the
+            program, telling the operations apart, one table store per
+            A/R/F). Every operation still reaches the backend.
+  all       mcxt, malloc and mimalloc (add null with --allocator all,null).
 
 Columns: ns/op = fastest replay / ops (median: median replay / ops);
 vs malloc = malloc's ns/op / this ns/op (\"x times faster than malloc\");
-peak MiB = peak bytes held from the system; peak/malloc = this peak /
-malloc's peak.
+net ns/op (when null is replayed too) = this ns/op - null's ns/op for the
+same trace in the same run: the allocator's cost net of the replay loop;
+net vs malloc = malloc's net ns/op / this net ns/op; peak MiB = peak bytes
+held from the system; peak/malloc = this peak / malloc's peak.
 
 Peak bytes held from the system, as a growth over a baseline taken just
 before the peak pass (tables allocated, malloc_trim(0) and mi_collect done).
@@ -68,9 +73,10 @@ there is no memory to verify (0 errors by construction).
 
 --json prints, instead of the table, one JSON object per line per (trace,
 allocator) with keys trace, allocator, ops, repeat, replay_ns_min,
-replay_ns_median, ns_per_op, ns_per_op_median, ratio_to_malloc, peak_bytes,
-peak_op, peak_ratio_to_malloc, peak_bytes_system, check_errors (null
-without --check), substituted_kinds.";
+replay_ns_median, ns_per_op, ns_per_op_median, ratio_to_malloc,
+net_ns_per_op and net_ratio_to_malloc (null unless the null allocator was
+replayed too), peak_bytes, peak_op, peak_ratio_to_malloc,
+peak_bytes_system, check_errors (null without --check), substituted_kinds.";
 
 /// `mcxt`: replay PostgreSQL memory-context traces against mcxt, glibc
 /// malloc and mimalloc.

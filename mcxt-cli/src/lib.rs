@@ -3,8 +3,9 @@
 //! mimalloc and a null allocator; timing, peak memory, content checks,
 //! context statistics and plots.
 //!
-//! * [`replay`]: the backends and the replay loop ([`replay::Replay`]).
-//!   All `unsafe` code is there, in the backend modules.
+//! * [`replay`]: the backends and the replay loop ([`replay::Replay`]),
+//!   which reads a trace compiled into a compact [`replay::program`].
+//!   All `unsafe` code is there, in the backend modules and the loop.
 //! * [`bench`](mod@bench): timed replays + peak pass + optional check, per (trace,
 //!   allocator); [`report`] turns them into rows (JSON), [`table`] into
 //!   the text table.

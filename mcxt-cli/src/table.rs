@@ -24,20 +24,16 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 }
 
 /// Formats `rows` as an aligned table with a legend. The check column
-/// appears when any row has a check result.
+/// appears when any row has a check result, the net columns when any row
+/// has a net figure (the `null` allocator was replayed).
 pub fn format_table(rows: &[Row]) -> String {
     let with_check = rows.iter().any(|r| r.check_errors.is_some());
-    let mut header = vec![
-        "trace",
-        "allocator",
-        "ops",
-        "ns/op",
-        "median",
-        "vs malloc",
-        "peak MiB",
-        "peak/malloc",
-        "glibc MiB",
-    ];
+    let with_net = rows.iter().any(|r| r.net_ns_per_op.is_some());
+    let mut header = vec!["trace", "allocator", "ops", "ns/op", "median", "vs malloc"];
+    if with_net {
+        header.extend(["net ns/op", "net vs malloc"]);
+    }
+    header.extend(["peak MiB", "peak/malloc", "glibc MiB"]);
     if with_check {
         header.push("check");
     }
@@ -50,10 +46,16 @@ pub fn format_table(rows: &[Row]) -> String {
             format!("{:.1}", r.ns_per_op),
             format!("{:.1}", r.ns_per_op_median),
             opt(r.ratio_to_malloc, |x| format!("{x:.2}x")),
+        ];
+        if with_net {
+            line.push(opt(r.net_ns_per_op, |x| format!("{x:.1}")));
+            line.push(opt(r.net_ratio_to_malloc, |x| format!("{x:.2}x")));
+        }
+        line.extend([
             format!("{:.2}", r.peak_bytes as f64 / MIB),
             opt(r.peak_ratio_to_malloc, |x| format!("{x:.2}")),
             format!("{:.2}", r.peak_bytes_system as f64 / MIB),
-        ];
+        ]);
         if with_check {
             line.push(match r.check_errors {
                 Some(0) => "ok".to_owned(),
@@ -112,6 +114,13 @@ pub fn format_table(rows: &[Row]) -> String {
          64 ops and after large ones). peak/malloc: this peak / malloc's peak (lower is leaner).\n\
          glibc MiB: growth of glibc's heap during the peak pass (mcxt's blocks come from malloc).\n",
     );
+    if with_net {
+        out.push_str(
+            "net ns/op: this ns/op - null's ns/op for the same trace in this run, i.e. the allocator's\n\
+             own cost without the replay loop's (null replays every operation without allocating).\n\
+             net vs malloc: malloc's net ns/op / this net ns/op (higher is faster).\n",
+        );
+    }
     if !subst.is_empty() {
         let mut by_trace: Vec<(&str, Vec<&str>)> = Vec::new();
         for (t, k) in subst {

@@ -59,6 +59,8 @@ fn replay_json_has_the_documented_keys() {
             "peak_bytes_system",
             "ratio_to_malloc",
             "peak_ratio_to_malloc",
+            "net_ns_per_op",
+            "net_ratio_to_malloc",
         ] {
             assert!(r.get(key).is_some(), "missing key {key} in {r}");
         }
@@ -78,6 +80,15 @@ fn replay_json_has_the_documented_keys() {
     assert!(rows[1]["peak_bytes"].as_u64().unwrap() > 1 << 20);
     assert_eq!(rows[2]["peak_bytes"], 0);
     assert_eq!(rows[1]["ratio_to_malloc"], 1.0);
+    // net of the null replay of the same run
+    let ns = |r: &serde_json::Value| r["ns_per_op"].as_f64().unwrap();
+    for r in &rows {
+        let net = r["net_ns_per_op"].as_f64().unwrap();
+        assert!((net - (ns(r) - ns(&rows[2]))).abs() < 1e-9, "{r}");
+    }
+    assert_eq!(rows[2]["net_ns_per_op"], 0.0);
+    assert!(rows[2]["net_ratio_to_malloc"].is_null());
+    assert_eq!(rows[1]["net_ratio_to_malloc"], 1.0);
 }
 
 #[test]
@@ -103,6 +114,9 @@ fn replay_check_json_reports_zero_errors() {
     let row: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row["check_errors"], 0);
     assert!(row["ratio_to_malloc"].is_null());
+    // no null replay: no net figures
+    assert!(row["net_ns_per_op"].is_null());
+    assert!(row["net_ratio_to_malloc"].is_null());
 }
 
 #[test]
@@ -116,6 +130,7 @@ fn replay_table_and_errors() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("ns/op"), "{text}");
     assert!(text.contains("pgbench-small.trace.gz  null"), "{text}");
+    assert!(text.contains("net ns/op"), "{text}");
 
     let out = mcxt()
         .args(["replay", "/nonexistent.trace.gz"])

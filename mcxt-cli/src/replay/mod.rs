@@ -9,10 +9,15 @@
 //! * [`Replay`] owns a backend and a position in a [`ValidTrace`], and is
 //!   the only way to call the backend: it hands it the trace's operations
 //!   in order, from the first, so the backends' contract always holds.
+//! * [`program::Program`] is the form the operations are replayed from:
+//!   compiled when the trace is loaded (not timed), one 8-byte word per
+//!   operation, laid out so that the loop reads as little memory and takes
+//!   as few hard-to-predict branches as possible.
 //!
-//! The loop ([`Replay::run_to`]) is monomorphised for each backend: one
-//! `match` per operation, direct indexing into tables sized up front, no
-//! allocation, hashing or dynamic dispatch.
+//! The loop ([`Replay::run_to`]) is monomorphised for each backend: per
+//! operation, one word read and two or three conditional branches for the
+//! frequent operations (`A`, `F`, `X`, see [`program`]), direct indexing
+//! into tables sized up front, no allocation, hashing or dynamic dispatch.
 //!
 //! The backends: [`mcxt`] (memory contexts through `mcxt::raw`),
 //! [`nocontext`] with [`libc_malloc`] and [`mimalloc`] (every chunk its own
@@ -26,6 +31,7 @@ pub mod mcxt;
 pub mod mimalloc;
 pub mod nocontext;
 pub mod null;
+pub mod program;
 pub mod tree;
 
 use std::fmt;
@@ -35,35 +41,55 @@ use std::ptr::NonNull;
 
 use mcxt_trace::{ChunkId, CtxId, Flags, Op, Trace, TraceError};
 
+use program::{Program, Word};
+
 /// A trace validated by `mcxt-trace`'s parser, read-only from then on.
 ///
 /// Every context and chunk id of its operations is below
 /// [`Trace::n_contexts`] / [`Trace::n_chunks`], is created before it is
 /// used and is never used after it died: the properties the backends rely
 /// on. It derefs to the [`Trace`].
+///
+/// It also holds the operations compiled into a replay [`Program`]
+/// (compiled with the parse, so never during a timed replay).
 #[derive(Debug)]
 pub struct ValidTrace {
     trace: Trace,
     path: Option<PathBuf>,
+    program: Program,
 }
 
 impl ValidTrace {
-    /// Parses and validates a trace file (gzip or plain text).
-    pub fn parse_file(path: &Path) -> Result<ValidTrace, TraceError> {
-        mcxt_trace::parse_file(path).map(|trace| ValidTrace {
+    fn new(trace: Trace, path: Option<PathBuf>) -> ValidTrace {
+        let program = Program::compile(&trace.ops);
+        ValidTrace {
             trace,
-            path: Some(path.to_path_buf()),
-        })
+            path,
+            program,
+        }
     }
 
-    /// Parses and validates a trace held in a string.
+    /// Parses and validates a trace file (gzip or plain text), and
+    /// compiles its program.
+    pub fn parse_file(path: &Path) -> Result<ValidTrace, TraceError> {
+        mcxt_trace::parse_file(path).map(|trace| ValidTrace::new(trace, Some(path.to_path_buf())))
+    }
+
+    /// Parses and validates a trace held in a string, and compiles its
+    /// program.
     pub fn parse_str(name: &str, text: &str) -> Result<ValidTrace, TraceError> {
-        mcxt_trace::parse_str(name, text).map(|trace| ValidTrace { trace, path: None })
+        mcxt_trace::parse_str(name, text).map(|trace| ValidTrace::new(trace, None))
     }
 
     /// The trace.
     pub fn trace(&self) -> &Trace {
         &self.trace
+    }
+
+    /// The operations compiled for replay: [`Program::decode`] gives back
+    /// exactly `trace().ops`.
+    pub fn program(&self) -> &Program {
+        &self.program
     }
 
     /// The file it was read from, if any.
@@ -226,7 +252,8 @@ pub trait Backend: Sized {
     }
 }
 
-/// Applies one operation.
+/// Applies one operation given as an [`Op`] (the escaped operations of
+/// the program).
 ///
 /// # Safety
 /// The backend contract: `op` is the next operation of the backend's trace.
@@ -256,37 +283,129 @@ unsafe fn apply<B: Backend>(b: &mut B, op: &Op) {
     }
 }
 
-/// The replay loop: kept out of line so that profiles show it as one
-/// function per backend.
+/// Applies the operation of one program word; returns the chunk id of the
+/// next in-word `A`.
+///
+/// The frequent operations (`A`, then `F`, then `X`) are told apart by
+/// conditional branches, which the processor predicts far better than the
+/// indirect jump of a `match` on the tag; the others take the out-of-line
+/// [`step_rare`].
 ///
 /// # Safety
-/// `ops` are the next operations of the backend's trace.
-#[inline(never)]
-unsafe fn run_ops<B: Backend>(b: &mut B, ops: &[Op]) {
-    for op in ops {
-        // SAFETY: forwarded caller contract.
-        unsafe { apply(b, op) }
+/// The backend contract: `w` is the next operation of the backend's trace,
+/// in the program compiled from it, and `next_chunk` the chunk id of the
+/// next in-word `A` at this point.
+#[inline(always)]
+unsafe fn step<B: Backend>(b: &mut B, w: Word, escaped: &[Op], next_chunk: ChunkId) -> ChunkId {
+    // SAFETY: forwarded caller contract; the word decodes to the trace's
+    // operation (with the implicit chunk id of an `A`).
+    unsafe {
+        if program::is_alloc(w) {
+            b.alloc(
+                next_chunk,
+                program::alloc_ctx(w),
+                program::alloc_size(w) as usize,
+                program::alloc_flags(w),
+                0,
+            );
+            program::after_alloc(next_chunk)
+        } else if w & program::TAG_MASK == program::TAG_FREE {
+            b.free(program::high(w));
+            next_chunk
+        } else if w & program::TAG_MASK == program::TAG_RESET {
+            b.reset(program::high(w));
+            next_chunk
+        } else {
+            step_rare(b, w, escaped, next_chunk)
+        }
     }
 }
 
-/// The loop of the measuring passes: `after` runs after each operation
-/// with its 0-based index.
+/// [`step`] for the rare operations: `R`, `O`, `H`, `D`, `C` and the
+/// escaped ones (it handles any word but an in-word `A`).
 ///
 /// # Safety
-/// `ops` are the next operations of the backend's trace, the first being
-/// operation number `first`.
+/// As [`step`].
+#[cold]
 #[inline(never)]
-unsafe fn run_ops_observed<B: Backend>(
+unsafe fn step_rare<B: Backend>(
     b: &mut B,
-    ops: &[Op],
-    first: usize,
-    mut after: impl FnMut(usize, &Op, &B),
-) {
-    for (i, op) in ops.iter().enumerate() {
-        // SAFETY: forwarded caller contract.
-        unsafe { apply(b, op) };
-        after(first + i, op, b);
+    w: Word,
+    escaped: &[Op],
+    next_chunk: ChunkId,
+) -> ChunkId {
+    use program::{
+        create_ctx, create_parent, escape_index, high, realloc_flags, realloc_size, TAG_CREATE,
+        TAG_DELETE, TAG_DELETE_CHILDREN, TAG_FREE, TAG_MASK, TAG_REALLOC, TAG_RESET,
+        TAG_RESET_ONLY,
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        match w & TAG_MASK {
+            TAG_REALLOC => b.realloc(high(w), realloc_size(w) as usize, realloc_flags(w)),
+            TAG_RESET_ONLY => b.reset_only(high(w)),
+            TAG_DELETE_CHILDREN => b.delete_children(high(w)),
+            TAG_DELETE => b.delete(high(w)),
+            TAG_CREATE => b.create(create_ctx(w), create_parent(w), create_ctx(w)),
+            TAG_FREE => b.free(high(w)),
+            TAG_RESET => b.reset(high(w)),
+            _ => {
+                let op = &escaped[escape_index(w)];
+                apply(b, op);
+                return program::next_chunk_after(op, next_chunk);
+            }
+        }
     }
+    next_chunk
+}
+
+/// The timed replay loop: kept out of line so that profiles show it as
+/// one function per backend. Returns the chunk id of the next in-word `A`.
+///
+/// # Safety
+/// `words` are the next operations of the backend's trace, in the program
+/// compiled from it (whose escaped operations are `escaped`), and
+/// `next_chunk` is the chunk id of the next in-word `A`.
+#[inline(never)]
+unsafe fn run_words<B: Backend>(
+    b: &mut B,
+    words: &[Word],
+    escaped: &[Op],
+    mut next_chunk: ChunkId,
+) -> ChunkId {
+    for &w in words {
+        // SAFETY: forwarded caller contract, one word after the other.
+        next_chunk = unsafe { step(b, w, escaped, next_chunk) };
+    }
+    next_chunk
+}
+
+/// The loop of the measuring passes (not timed): replays operations
+/// `range` of `program` with the same [`step`] as the timed loop, and runs
+/// `after` after each one with its 0-based index and the operation
+/// (decoded from the program).
+///
+/// # Safety
+/// `program` is the program of the backend's trace, `range.start`
+/// operations of it were replayed so far, and `next_chunk` is the chunk id
+/// of the next in-word `A`.
+#[inline(never)]
+unsafe fn run_words_observed<B: Backend>(
+    b: &mut B,
+    program: &Program,
+    range: std::ops::Range<usize>,
+    mut next_chunk: ChunkId,
+    mut after: impl FnMut(usize, &Op, &B),
+) -> ChunkId {
+    let escaped = program.escaped();
+    for i in range {
+        let w = program.words()[i];
+        let op = program.decode_word(w, next_chunk);
+        // SAFETY: forwarded caller contract, one word after the other.
+        next_chunk = unsafe { step(b, w, escaped, next_chunk) };
+        after(i, &op, b);
+    }
+    next_chunk
 }
 
 /// A backend being fed one [`ValidTrace`], with its position in it.
@@ -294,6 +413,8 @@ pub struct Replay<'t, B: Backend> {
     trace: &'t ValidTrace,
     backend: B,
     pos: usize,
+    /// Chunk id of the next in-word `A` of the program.
+    next_chunk: ChunkId,
 }
 
 impl<'t, B: Backend> Replay<'t, B> {
@@ -303,6 +424,7 @@ impl<'t, B: Backend> Replay<'t, B> {
             trace,
             backend: B::new(trace),
             pos: 0,
+            next_chunk: 0,
         }
     }
 
@@ -322,37 +444,50 @@ impl<'t, B: Backend> Replay<'t, B> {
     }
 
     /// Replays the remaining operations up to (not including) operation
-    /// index `end` (clamped to the trace's length).
+    /// index `end` (clamped to the trace's length), from the trace's
+    /// compiled [`Program`].
     pub fn run_to(&mut self, end: usize) {
-        let end = end.min(self.trace.ops.len());
+        let program = self.trace.program();
+        let end = end.min(program.len());
         if end <= self.pos {
             return;
         }
-        // SAFETY: ops[pos..end] follow the ops already replayed, from the
-        // start of the backend's own validated trace.
-        unsafe { run_ops(&mut self.backend, &self.trace.ops[self.pos..end]) };
+        // SAFETY: the program was compiled from the backend's own validated
+        // trace, and decodes to exactly its operations (`Program::compile`
+        // is exact); words[pos..end] follow the operations already
+        // replayed from its start, and `next_chunk` was kept up to date.
+        self.next_chunk = unsafe {
+            run_words(
+                &mut self.backend,
+                &program.words()[self.pos..end],
+                program.escaped(),
+                self.next_chunk,
+            )
+        };
         self.pos = end;
     }
 
     /// Replays every remaining operation.
     pub fn run_all(&mut self) {
-        self.run_to(self.trace.ops.len());
+        self.run_to(self.trace.program().len());
     }
 
     /// As [`run_to`](Self::run_to), calling `after(index, op, backend)`
     /// after each operation.
     pub fn run_observed(&mut self, end: usize, after: impl FnMut(usize, &Op, &B)) {
-        let end = end.min(self.trace.ops.len());
+        let program = self.trace.program();
+        let end = end.min(program.len());
         if end <= self.pos {
             return;
         }
         // SAFETY: as in `run_to`; `after` sees the backend only by shared
         // reference, between operations.
-        unsafe {
-            run_ops_observed(
+        self.next_chunk = unsafe {
+            run_words_observed(
                 &mut self.backend,
-                &self.trace.ops[self.pos..end],
-                self.pos,
+                program,
+                self.pos..end,
+                self.next_chunk,
                 after,
             )
         };
@@ -364,6 +499,7 @@ impl<'t, B: Backend> Replay<'t, B> {
     pub fn finish(&mut self) {
         self.backend.finish();
         self.pos = 0;
+        self.next_chunk = 0;
     }
 }
 

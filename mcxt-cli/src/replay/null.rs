@@ -1,6 +1,9 @@
-//! The null backend: walks the operations without allocating anything,
-//! storing a dummy pointer per chunk, to measure what the replay loop
-//! itself costs (reading the ops, the `match`, one table store per `A`/`R`).
+//! The null backend: receives every operation without allocating
+//! anything, storing a dummy pointer per chunk, to measure what the replay
+//! loop itself costs: reading the program's words, telling the operations
+//! apart (see [`super::program`]) and one table store per `A`/`R`/`F`, as
+//! the other backends have (their chunk tables). The table report
+//! subtracts it from the other allocators' times (`net ns/op`).
 
 use std::ptr::{self, NonNull};
 
