@@ -770,6 +770,7 @@ pub(crate) unsafe fn delete(set: *mut AllocSet) {
     }
 }
 
+#[cfg(feature = "std")]
 /// Returns the first block of a reset, unlinked context to the system.
 ///
 /// # Safety

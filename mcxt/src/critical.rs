@@ -8,7 +8,9 @@
 //! process-wide counter of threads inside critical sections and only when
 //! it is non-zero looks at this thread's depth.
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
+#[cfg(feature = "std")]
+use crate::error::ErrorKind;
 use crate::tree::ContextHeader;
 
 #[cfg(feature = "std")]

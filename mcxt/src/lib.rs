@@ -104,7 +104,9 @@ pub mod system;
 mod tree;
 
 pub use aligned::MAX_ALIGNMENT;
-pub use aset::{recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED};
+pub use aset::{
+    recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED, MAX_RECYCLED_BYTES,
+};
 pub use context::{Context, PBox};
 #[cfg(feature = "std")]
 pub use critical::CriticalSection;

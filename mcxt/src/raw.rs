@@ -50,6 +50,7 @@ use core::ptr::{self, NonNull};
 pub struct MemoryContext(NonNull<ContextHeader>);
 
 impl MemoryContext {
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(crate) fn from_header(h: NonNull<ContextHeader>) -> MemoryContext {
         MemoryContext(h)
