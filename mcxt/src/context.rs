@@ -283,10 +283,10 @@ impl<'parent> Context<'parent> {
             .unwrap_or_else(|e| oom(e))
             .cast::<T>()
             .as_ptr();
-        // SAFETY: a fresh chunk with T's layout. The callback keeps the
-        // chunk's own pointer and the returned reference is derived from
-        // it, so the reference (dead by the time the callback runs: a
+        // The callback keeps the chunk's own pointer and the reference is
+        // derived from it, so the reference (dead when the callback runs: a
         // reset needs `&mut self`) does not invalidate the pointer.
+        // SAFETY: a fresh chunk with T's layout; see above.
         unsafe {
             p.write(value);
             if mem::needs_drop::<T>() {

@@ -64,10 +64,9 @@ impl<B: Backend> Checked<B> {
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Option<R> {
         let p = inner.chunk_ptr(chunk)?;
-        // SAFETY: `Checked` only asks for chunks that are live in `inner`
-        // (the shadow mirrors the trace, which `inner` follows) and for at
-        // most their requested size; nothing else reads or writes the chunk
-        // while `f` runs (the inner backend is not called meanwhile).
+        // `Checked` asks only for chunks live in `inner` (the shadow mirrors
+        // the trace, which `inner` follows), for at most their requested size.
+        // SAFETY: see above; nothing else touches the chunk while `f` runs.
         let buf = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len) };
         Some(f(buf))
     }

@@ -452,10 +452,10 @@ impl<'t, B: Backend> Replay<'t, B> {
         if end <= self.pos {
             return;
         }
-        // SAFETY: the program was compiled from the backend's own validated
-        // trace, and decodes to exactly its operations (`Program::compile`
-        // is exact); words[pos..end] follow the operations already
-        // replayed from its start, and `next_chunk` was kept up to date.
+        // The program was compiled from the backend's own validated trace
+        // and decodes to exactly its operations (`Program::compile` is exact).
+        // SAFETY: words[pos..end] follow the operations already replayed
+        // from its start, and `next_chunk` was kept up to date.
         self.next_chunk = unsafe {
             run_words(
                 &mut self.backend,
