@@ -797,13 +797,12 @@ unsafe fn drop_keeper(set: *mut AllocSet) {
 /// Returns the keeper (if any) and the header to the system.
 unsafe fn destroy(set: *mut AllocSet) {
     // SAFETY: `set` holds at most its keeper (reset before); the header
-    // is plain data apart from the ident, dropped here.
+    // is plain data (its identifier was dropped by `tree::delete`).
     unsafe {
         let keeper = (*set).keeper;
         if !keeper.is_null() {
             system::free_block(keeper.cast(), block_bytes(keeper));
         }
-        ptr::drop_in_place(&mut (*set).hdr.ident);
         system::free_block(set.cast(), SET_HDR);
     }
 }
@@ -941,8 +940,6 @@ mod recycle {
                             return false;
                         }
                     }
-                    ptr::drop_in_place(&mut (*set).hdr.ident);
-                    ptr::write(&mut (*set).hdr.ident, None);
                     (*set).hdr.next_sibling = c.heads[i].get().cast();
                     c.heads[i].set(set);
                     c.counts[i].set(c.counts[i].get() + 1);

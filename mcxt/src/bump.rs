@@ -314,7 +314,6 @@ pub(crate) unsafe fn delete(b: *mut Bump) {
     unsafe {
         reset(b);
         let bytes = (*b).first_alloc_size;
-        ptr::drop_in_place(&mut (*b).hdr.ident);
         system::free_block(b.cast(), bytes);
     }
 }

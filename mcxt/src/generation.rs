@@ -457,7 +457,6 @@ pub(crate) unsafe fn delete(g: *mut Generation) {
     unsafe {
         reset(g);
         let bytes = (*g).first_alloc_size;
-        ptr::drop_in_place(&mut (*g).hdr.ident);
         system::free_block(g.cast(), bytes);
     }
 }

@@ -425,7 +425,6 @@ pub(crate) unsafe fn delete(s: *mut Slab) {
     // SAFETY: caller contract.
     unsafe {
         reset(s);
-        ptr::drop_in_place(&mut (*s).hdr.ident);
         system::free_block(s.cast(), SLAB_HDR);
     }
 }

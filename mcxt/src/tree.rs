@@ -499,6 +499,8 @@ pub(crate) unsafe fn delete(ctx: *mut ContextHeader) {
             if cur == current {
                 crate::current::clear_current();
             }
+            // The identifier is the header's only owned field; dropped here,
+            // once, for every kind (recycled contexts keep `None`).
             (*cur).ident = None;
             kind_delete(cur);
             if cur == ctx {
