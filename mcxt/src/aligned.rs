@@ -67,6 +67,7 @@ unsafe fn alloc_over_aligned(
     }
     // SAFETY: caller contract. Bump chunks have no header to redirect,
     // and need none: the bump pointer is simply aligned.
+    #[cfg(not(feature = "checking"))]
     if unsafe { (*ctx).kind } == crate::ContextKind::Bump {
         // SAFETY: the kind tag names the real type.
         return unsafe {
@@ -74,8 +75,10 @@ unsafe fn alloc_over_aligned(
             crate::bump::alloc_aligned(ctx.cast(), size, align, flags)
         };
     }
+    // Room for the redirect header (and, with `checking`, its check word)
+    // before the first aligned address past the chunk's start.
     let total = size
-        .checked_add(align)
+        .checked_add(align + (CHUNK_HDR_SIZE - MAXALIGN))
         .ok_or(Error::new(ErrorKind::InvalidSize, name, size))?;
     // SAFETY: caller contract; the aligned pointer and its header lie
     // inside the ordinary chunk of `size + align` bytes.
@@ -93,6 +96,8 @@ unsafe fn alloc_over_aligned(
                 offset,
             ),
         );
+        #[cfg(feature = "checking")]
+        crate::checking::place_aligned(base, aligned, size);
         Ok(NonNull::new_unchecked(aligned))
     }
 }
@@ -101,6 +106,8 @@ unsafe fn alloc_over_aligned(
 ///
 /// # Safety
 /// `p` must be a live aligned chunk with header `hdr`.
+// With `checking`, the checking layer resizes chunks itself.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 pub(crate) unsafe fn realloc(
     p: *mut u8,
     hdr: Header,
@@ -113,11 +120,21 @@ pub(crate) unsafe fn realloc(
         let base_nn = NonNull::new_unchecked(base);
         let capacity = raw::chunk_capacity(base_nn)? - (p as usize - base as usize);
         if size <= capacity {
+            // The base chunk now ends where the aligned one does.
+            #[cfg(any(feature = "valgrind", feature = "asan"))]
+            crate::instrument::chunk_resized(
+                raw::chunk_context_raw(base)?,
+                base,
+                p as usize - base as usize + size,
+            );
             return Ok(NonNull::new_unchecked(p));
         }
         let ctx = raw::chunk_context_raw(base)?;
         let align = 1usize << hdr.value();
         let new = alloc(ctx, size, align, flags)?;
+        // The whole old chunk is copied, past what was asked for: tell the
+        // sanitizers (a no-op without them).
+        crate::instrument::make_accessible(p, capacity.min(size));
         ptr::copy_nonoverlapping(p, new.as_ptr(), capacity.min(size));
         raw::free(base_nn)?;
         Ok(new)

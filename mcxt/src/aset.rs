@@ -47,7 +47,8 @@
 //! freed, so creating a per-query context costs a few stores, not a
 //! `malloc` of 8 KiB.
 
-use crate::chunk::{maxalign, write_header, Header, KindId, CHUNK_HDR_SIZE};
+use crate::check::{Checker, Problem};
+use crate::chunk::{maxalign, read_header, write_header, Header, KindId, CHUNK_HDR_SIZE};
 use crate::error::{check_size, AllocFlags, Error, ErrorKind};
 use crate::sizeclass::{class_fitting, class_of, class_size, CLASS_LIMIT, NUM_CLASSES};
 use crate::stats::Counters;
@@ -373,6 +374,7 @@ pub(crate) unsafe fn alloc(
         let slot = (*set).freelist.get_unchecked_mut(class);
         let head = *slot;
         if !head.is_null() {
+            crate::instrument::make_accessible(head.cast(), size_of::<FreeChunk>());
             *slot = (*head).next;
             return Ok(NonNull::new_unchecked(head.cast()));
         }
@@ -481,6 +483,8 @@ unsafe fn carve_remainder(set: *mut AllocSet) {
                 chunk,
                 Header::new(KindId::AllocSet, class, p as usize - block),
             );
+            #[cfg(feature = "checking")]
+            crate::checking::carved_free(chunk, class_size(class));
             let fc = chunk.cast::<FreeChunk>();
             (*fc).next = (*set).freelist[class];
             (*set).freelist[class] = fc;
@@ -568,6 +572,7 @@ pub(crate) unsafe fn free_small(ptr: *mut u8, hdr: Header) {
         debug_assert!(class < NUM_CLASSES);
         let slot = (*set).freelist.get_unchecked_mut(class);
         let fc = ptr.cast::<FreeChunk>();
+        crate::instrument::make_accessible(ptr, size_of::<FreeChunk>());
         (*fc).next = *slot;
         *slot = fc;
     }
@@ -595,6 +600,8 @@ unsafe fn free_large(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
 ///
 /// # Safety
 /// `ptr` must be a live chunk of an AllocSet, `hdr` its header.
+// With `checking`, the checking layer resizes chunks itself.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 pub(crate) unsafe fn realloc(
     ptr: *mut u8,
     hdr: Header,
@@ -613,6 +620,10 @@ pub(crate) unsafe fn realloc(
         let set = (*block_of(ptr, hdr)).set;
         crate::critical::check(set.cast(), size)?;
         let new = alloc(set, size, flags)?;
+        // The whole old chunk is copied, past what was asked for: tell the
+        // sanitizers (a no-op without them).
+        crate::instrument::make_accessible(ptr, old);
+        crate::instrument::make_accessible(new.as_ptr(), old);
         ptr::copy_nonoverlapping(ptr, new.as_ptr(), old);
         free(ptr, hdr)?;
         Ok(new)
@@ -620,6 +631,8 @@ pub(crate) unsafe fn realloc(
 }
 
 #[cold]
+// With `checking`, the checking layer resizes chunks itself.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 unsafe fn realloc_large(
     ptr: *mut u8,
     hdr: Header,
@@ -722,6 +735,13 @@ pub(crate) unsafe fn reset(set: *mut AllocSet) {
     // SAFETY: walks the set's own block list; the keeper is not freed.
     unsafe {
         let keeper = (*set).keeper;
+        let keeper_used_end = if (*set).current == keeper {
+            (*set).freeptr
+        } else if keeper.is_null() {
+            ptr::null_mut()
+        } else {
+            (*keeper).end
+        };
         let mut freed = 0;
         let mut block = (*set).blocks;
         while !block.is_null() {
@@ -741,6 +761,10 @@ pub(crate) unsafe fn reset(set: *mut AllocSet) {
         } else {
             (*keeper).next = ptr::null_mut();
             (*keeper).prev = ptr::null_mut();
+            crate::instrument::rewound(
+                block_data(keeper),
+                keeper_used_end as usize - block_data(keeper) as usize,
+            );
             (*set).freeptr = block_data(keeper);
             (*set).endptr = (*keeper).end;
         }
@@ -762,7 +786,9 @@ pub(crate) unsafe fn delete(set: *mut AllocSet) {
         if !(*set).hdr.is_reset {
             reset(set);
         }
-        #[cfg(feature = "std")]
+        // With `checking`, deleted contexts are not recycled: a stale
+        // handle must not find a live context at its address.
+        #[cfg(all(feature = "std", not(feature = "checking")))]
         if (*set).recycle_slot != 0 && recycle::push(set) {
             return;
         }
@@ -807,6 +833,114 @@ unsafe fn destroy(set: *mut AllocSet) {
     }
 }
 
+/// Walks every block and chunk for [`crate::check`]; returns the bytes
+/// the context holds (header and blocks).
+///
+/// # Safety
+/// `set` valid.
+pub(crate) unsafe fn check(set: *mut AllocSet, checker: &mut Checker<'_>) -> usize {
+    // SAFETY: walks the set's own blocks; each chunk's extent comes from a
+    // header verified first, and the walk of a block stops at the first bad
+    // header.
+    unsafe {
+        let mut held = SET_HDR;
+        let mut ranges = alloc::vec::Vec::new();
+        let mut block = (*set).blocks;
+        while !block.is_null() {
+            checker.block();
+            held += block_bytes(block);
+            ranges.push((block_data(block) as usize, (*block).end as usize));
+            let first = block_data(block).add(CHUNK_HDR_SIZE);
+            let empty = block == (*set).current && (*set).freeptr == block_data(block);
+            if empty {
+                // Nothing carved yet: no header to read.
+            } else if checker.is_external(first, KindId::AllocSet) {
+                checker.external_chunk(
+                    first,
+                    KindId::AllocSet,
+                    (*block).end as usize - first as usize,
+                );
+            } else {
+                // The current block is carved up to the free pointer; the
+                // others were carved until less than a chunk was left.
+                let (limit, slack) = if block == (*set).current {
+                    ((*set).freeptr as usize, 0)
+                } else {
+                    ((*block).end as usize, CHUNK_HDR_SIZE + 8 - 1)
+                };
+                let mut p = block_data(block);
+                while (p as usize) + slack < limit {
+                    let chunk = p.add(CHUNK_HDR_SIZE);
+                    let Some(hdr) =
+                        checker.shared_header(chunk, KindId::AllocSet, p as usize - block as usize)
+                    else {
+                        break;
+                    };
+                    if hdr.value() >= NUM_CLASSES
+                        || (p as usize) + CHUNK_HDR_SIZE + class_size(hdr.value())
+                            > limit.max((*block).end as usize)
+                    {
+                        checker.problem(
+                            Problem::CorruptChunk {
+                                what: "chunk header names a size past its block",
+                            },
+                            chunk,
+                        );
+                        break;
+                    }
+                    checker.contents(chunk, class_size(hdr.value()));
+                    p = chunk.add(class_size(hdr.value()));
+                }
+            }
+            block = (*block).next;
+        }
+        // A free chunk's link is its first word, which a write after free
+        // may have changed: follow it only into the set's own blocks.
+        ranges.sort_unstable();
+        let inside = |p: usize| {
+            let i = ranges.partition_point(|&(start, _)| start <= p);
+            p % 8 == 0 && i > 0 && p >= ranges[i - 1].0 + CHUNK_HDR_SIZE && p < ranges[i - 1].1
+        };
+        let mut listed = 0;
+        for (class, &head) in (*set).freelist.iter().enumerate() {
+            let mut fc = head;
+            while !fc.is_null() {
+                if !inside(fc as usize) {
+                    checker.problem(Problem::CorruptChunk { what: "free-list link points outside the context's blocks (written after free?)" }, fc.cast());
+                    break;
+                }
+                let hdr = read_header(fc.cast());
+                if !hdr.is_shared_chunk_of(KindId::AllocSet) || hdr.value() != class {
+                    checker.problem(Problem::CorruptChunk { what: "free list holds a chunk of another class (free-list link overwritten?)" }, fc.cast());
+                    break;
+                }
+                listed += 1;
+                if listed > checker.chunks_here {
+                    checker.problem(
+                        Problem::CorruptChunk {
+                            what: "free list loops",
+                        },
+                        fc.cast(),
+                    );
+                    break;
+                }
+                // The link lives in freed memory (Valgrind, ASan).
+                crate::instrument::make_accessible(fc.cast(), size_of::<FreeChunk>());
+                fc = (*fc).next;
+            }
+        }
+        #[cfg(feature = "checking")]
+        checker.agree(
+            "chunks on the free lists vs. chunks marked freed",
+            listed,
+            checker.freed_here,
+        );
+        #[cfg(not(feature = "checking"))]
+        let _ = listed;
+        held
+    }
+}
+
 /// Stats of this context alone.
 ///
 /// # Safety
@@ -827,6 +961,8 @@ pub(crate) unsafe fn stats(set: *mut AllocSet) -> Counters {
             while !fc.is_null() {
                 c.free_chunks += 1;
                 c.free_bytes += class_size(class) + CHUNK_HDR_SIZE;
+                // The link lives in freed memory (Valgrind, ASan).
+                crate::instrument::make_accessible(fc.cast(), size_of::<FreeChunk>());
                 fc = (*fc).next;
             }
         }

@@ -33,7 +33,8 @@ struct Block {
     end: *mut u8,
     /// Free pointer, kept up to date for blocks that are not current.
     freeptr: *mut u8,
-    _pad: usize,
+    /// The owning context (used by `chunk_context` with `checking`).
+    ctx: *mut Bump,
 }
 
 const BLOCK_HDR: usize = size_of::<Block>();
@@ -98,7 +99,7 @@ pub(crate) unsafe fn create(
             next: ptr::null_mut(),
             end: mem.add(first),
             freeptr: block_start(k),
-            _pad: 0,
+            ctx: bump,
         });
         let mut hdr = ContextHeader::new(ContextKind::Bump, name);
         // Allocation does not track `is_reset`, so a Bump context never
@@ -133,6 +134,7 @@ pub(crate) unsafe fn create(
 ///
 /// # Safety
 /// `b` valid.
+#[cfg(not(feature = "checking"))]
 #[inline(always)]
 pub(crate) unsafe fn alloc(
     b: *mut Bump,
@@ -158,9 +160,149 @@ pub(crate) unsafe fn alloc(
     }
 }
 
+/// Allocates `size` bytes behind a chunk header, as PostgreSQL's checking
+/// builds do, so that `free` and friends can recognise a bump chunk and
+/// refuse it, and `check` can walk the blocks.
+///
+/// # Safety
+/// `b` valid.
+#[cfg(feature = "checking")]
+pub(crate) unsafe fn alloc(
+    b: *mut Bump,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    use crate::chunk::{write_header, Header, KindId, CHUNK_HDR_SIZE, MAX_VALUE};
+    // SAFETY: `b` valid; the slot stays inside the current block, a new
+    // block or a dedicated one.
+    unsafe {
+        let capacity = maxalign(size);
+        let need = CHUNK_HDR_SIZE + capacity;
+        let p = (*b).freeptr;
+        let slot = if need <= (*b).endptr as usize - p as usize && capacity <= MAX_VALUE {
+            (*b).freeptr = p.add(need);
+            p
+        } else if size <= (*b).chunk_limit {
+            alloc_from_new_block(b, need)?.as_ptr()
+        } else {
+            let chunk = alloc_large(b, size + CHUNK_HDR_SIZE, flags)?
+                .as_ptr()
+                .add(CHUNK_HDR_SIZE);
+            write_header(chunk, Header::external(KindId::Bump));
+            return Ok(NonNull::new_unchecked(chunk));
+        };
+        let chunk = slot.add(CHUNK_HDR_SIZE);
+        let offset = slot as usize - (*b).head as usize;
+        write_header(chunk, Header::new(KindId::Bump, capacity, offset));
+        Ok(NonNull::new_unchecked(chunk))
+    }
+}
+
+/// Usable bytes of a bump chunk (its header exists only with `checking`).
+///
+/// # Safety
+/// `p` a live bump chunk, `hdr` its header.
+#[cfg(feature = "checking")]
+pub(crate) unsafe fn chunk_capacity(p: *mut u8, hdr: crate::chunk::Header) -> usize {
+    if hdr.is_external() {
+        let blk = p
+            .wrapping_sub(crate::chunk::CHUNK_HDR_SIZE + BLOCK_HDR)
+            .cast::<Block>();
+        // SAFETY: an external chunk sits right after its block header.
+        unsafe { (*blk).end as usize - p as usize }
+    } else {
+        hdr.value()
+    }
+}
+
+/// The context of a bump chunk (its header exists only with `checking`).
+///
+/// # Safety
+/// `p` a live bump chunk, `hdr` its header.
+#[cfg(feature = "checking")]
+pub(crate) unsafe fn chunk_context(
+    p: *mut u8,
+    hdr: crate::chunk::Header,
+) -> *mut crate::tree::ContextHeader {
+    use crate::chunk::CHUNK_HDR_SIZE;
+    let offset = if hdr.is_external() {
+        BLOCK_HDR
+    } else {
+        hdr.block_offset()
+    };
+    let blk = p.wrapping_sub(CHUNK_HDR_SIZE + offset).cast::<Block>();
+    // SAFETY: the header leads back to the chunk's block (caller contract).
+    unsafe { (*blk).ctx.cast() }
+}
+
+/// Walks every block (and, with `checking`, every chunk) for
+/// [`crate::check`]; returns the bytes the context holds.
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn check(b: *mut Bump, checker: &mut crate::check::Checker<'_>) -> usize {
+    // SAFETY: walks `b`'s own blocks; chunk extents come from verified
+    // headers.
+    unsafe {
+        let k = keeper(b);
+        let mut held = (*b).first_alloc_size;
+        let mut blk = (*b).head;
+        while !blk.is_null() {
+            checker.block();
+            if blk != k {
+                held += (*blk).end as usize - blk as usize;
+            }
+            #[cfg(feature = "checking")]
+            {
+                use crate::chunk::{KindId, CHUNK_HDR_SIZE};
+                let freeptr = if blk == (*b).head {
+                    (*b).freeptr
+                } else {
+                    (*blk).freeptr
+                } as usize;
+                let first = block_start(blk).add(CHUNK_HDR_SIZE);
+                if freeptr == block_start(blk) as usize {
+                    // Nothing carved yet: no header to read.
+                } else if checker.is_external(first, KindId::Bump) {
+                    checker.external_chunk(
+                        first,
+                        KindId::Bump,
+                        (*blk).end as usize - first as usize,
+                    );
+                } else {
+                    let mut p = block_start(blk);
+                    while (p as usize) < freeptr {
+                        let chunk = p.add(CHUNK_HDR_SIZE);
+                        let Some(hdr) =
+                            checker.shared_header(chunk, KindId::Bump, p as usize - blk as usize)
+                        else {
+                            break;
+                        };
+                        if hdr.value() % 8 != 0 || chunk as usize + hdr.value() > freeptr {
+                            checker.problem(
+                                crate::check::Problem::CorruptChunk {
+                                    what: "chunk header names a size past its block's used space",
+                                },
+                                chunk,
+                            );
+                            break;
+                        }
+                        checker.contents(chunk, hdr.value());
+                        p = chunk.add(hdr.value());
+                    }
+                }
+            }
+            blk = (*blk).next;
+        }
+        held
+    }
+}
+
 /// The request does not fit in the current block.
 #[cold]
 #[inline(never)]
+// With `checking`, bump allocation has its own slow path.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 unsafe fn alloc_slow(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<NonNull<u8>, Error> {
     // SAFETY: `b` valid (caller contract).
     unsafe {
@@ -172,9 +314,12 @@ unsafe fn alloc_slow(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<Non
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two above 8).
+/// (With `checking`, bump chunks have headers and take the aligned
+/// redirect path of the other kinds.)
 ///
 /// # Safety
 /// `b` valid.
+#[cfg(not(feature = "checking"))]
 pub(crate) unsafe fn alloc_aligned(
     b: *mut Bump,
     size: usize,
@@ -223,7 +368,7 @@ unsafe fn alloc_from_new_block(b: *mut Bump, size: usize) -> Result<NonNull<u8>,
             next: (*b).head,
             end,
             freeptr: end,
-            _pad: 0,
+            ctx: b,
         });
         (*b).head = blk;
         let p = block_start(blk);
@@ -252,7 +397,7 @@ unsafe fn alloc_large(b: *mut Bump, size: usize, flags: AllocFlags) -> Result<No
             next: (*(*b).head).next,
             end,
             freeptr: end,
-            _pad: 0,
+            ctx: b,
         });
         (*(*b).head).next = blk;
         (*b).hdr.is_reset = false;
@@ -283,6 +428,11 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
     // SAFETY: walks `b`'s own blocks.
     unsafe {
         let k = keeper(b);
+        let keeper_used = if (*b).head == k {
+            (*b).freeptr
+        } else {
+            (*k).freeptr
+        };
         let mut freed = 0;
         let mut blk = (*b).head;
         while !blk.is_null() {
@@ -295,6 +445,10 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
             blk = next;
         }
         (*k).next = ptr::null_mut();
+        crate::instrument::rewound(
+            block_start(k),
+            keeper_used as usize - block_start(k) as usize,
+        );
         (*b).head = k;
         (*b).freeptr = block_start(k);
         (*b).endptr = (*k).end;

@@ -29,7 +29,26 @@
 //! (memory clobbered with `0x7F`) are refused as bogus.
 
 /// Bytes of the header before every chunk.
+#[cfg(not(feature = "checking"))]
 pub(crate) const CHUNK_HDR_SIZE: usize = 8;
+
+/// Bytes of the header before every chunk: with the `checking` feature a
+/// second word, the *check word* (see [`crate::checking`]), precedes the
+/// header word, which stays right before the chunk.
+#[cfg(feature = "checking")]
+pub(crate) const CHUNK_HDR_SIZE: usize = 16;
+
+/// The header word is always the one right before the chunk.
+const HEADER_WORD: usize = 8;
+
+/// Extra bytes each chunk reserves past the request: one sentinel byte
+/// with the `checking` feature, none without.
+#[cfg(feature = "checking")]
+pub(crate) const SENTINEL_ROOM: usize = crate::checking::SENTINEL_ROOM;
+/// Extra bytes each chunk reserves past the request: one sentinel byte
+/// with the `checking` feature, none without.
+#[cfg(not(feature = "checking"))]
+pub(crate) const SENTINEL_ROOM: usize = 0;
 
 /// Alignment of every chunk and block (PostgreSQL's MAXALIGN).
 pub(crate) const MAXALIGN: usize = 8;
@@ -144,7 +163,7 @@ impl core::fmt::Debug for Header {
 pub(crate) unsafe fn read_header(ptr: *const u8) -> Header {
     // SAFETY: the caller guarantees the 8 bytes before `ptr` are readable;
     // chunk pointers are 8-aligned, but bogus ones may not be, hence unaligned.
-    unsafe { Header(ptr.sub(CHUNK_HDR_SIZE).cast::<u64>().read_unaligned()) }
+    unsafe { Header(ptr.sub(HEADER_WORD).cast::<u64>().read_unaligned()) }
 }
 
 /// Writes the header word before `ptr`.
@@ -154,7 +173,7 @@ pub(crate) unsafe fn read_header(ptr: *const u8) -> Header {
 #[inline(always)]
 pub(crate) unsafe fn write_header(ptr: *mut u8, header: Header) {
     // SAFETY: guaranteed by the caller; chunk pointers are 8-aligned.
-    unsafe { ptr.sub(CHUNK_HDR_SIZE).cast::<u64>().write(header.0) }
+    unsafe { ptr.sub(HEADER_WORD).cast::<u64>().write(header.0) }
 }
 
 /// Rounds `n` up to a multiple of [`MAXALIGN`]; `None` on overflow.

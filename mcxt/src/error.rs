@@ -55,6 +55,12 @@ pub enum ErrorKind {
     },
     /// No current context is set for this thread.
     NoCurrentContext,
+    /// A chunk freed (or resized) a second time; detected with the
+    /// `checking` feature.
+    DoubleFree,
+    /// An operation on a context that was deleted; detected with the
+    /// `checking` feature.
+    DeletedContext,
 }
 
 /// An allocation or context-management failure.
@@ -136,6 +142,11 @@ impl fmt::Display for Error {
             ErrorKind::NoCurrentContext => {
                 write!(f, "no current memory context (request of size {size})")
             }
+            ErrorKind::DoubleFree => f.write_str("chunk freed twice (or resized after free)"),
+            ErrorKind::DeletedContext => write!(
+                f,
+                "operation on a deleted memory context (request of size {size})"
+            ),
         }
     }
 }

@@ -28,6 +28,7 @@
 //! the distance to the block header, whose first word leads to the context.
 
 use crate::aset::AllocSetSizes;
+use crate::check::{Checker, Problem};
 use crate::chunk::{maxalign, write_header, Header, KindId, CHUNK_HDR_SIZE, MAX_VALUE};
 use crate::error::{check_size, AllocFlags, Error, ErrorKind};
 use crate::stats::Counters;
@@ -346,6 +347,13 @@ pub(crate) unsafe fn free(ptr: *mut u8, hdr: Header) -> Result<(), Error> {
 unsafe fn block_emptied(g: *mut Generation, b: *mut Block) {
     // SAFETY: `b` is one of `g`'s blocks, with no live chunk.
     unsafe {
+        // The block's freed chunks become the allocator's again (Valgrind,
+        // ASan) and, with `checking`, are clobbered so that stale check
+        // words of the old layout cannot pass for freed chunks of the next.
+        crate::instrument::rewound(
+            block_start(b),
+            (*b).freeptr as usize - block_start(b) as usize,
+        );
         if b == keeper(g) || b == (*g).current {
             (*b).freeptr = block_start(b);
             (*b).nchunks = 0;
@@ -371,6 +379,8 @@ unsafe fn block_emptied(g: *mut Generation, b: *mut Block) {
 ///
 /// # Safety
 /// `ptr` a live Generation chunk with header `hdr`.
+// With `checking`, the checking layer resizes chunks itself.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 pub(crate) unsafe fn realloc(
     ptr: *mut u8,
     hdr: Header,
@@ -386,6 +396,10 @@ pub(crate) unsafe fn realloc(
         let g = (*block_of(ptr, hdr)).ctx;
         crate::critical::check(g.cast(), size)?;
         let new = alloc(g, size, flags)?;
+        // The whole old chunk is copied, past what was asked for: tell the
+        // sanitizers (a no-op without them).
+        crate::instrument::make_accessible(ptr, old);
+        crate::instrument::make_accessible(new.as_ptr(), old);
         ptr::copy_nonoverlapping(ptr, new.as_ptr(), old);
         free(ptr, hdr)?;
         Ok(new)
@@ -435,6 +449,10 @@ pub(crate) unsafe fn reset(g: *mut Generation) {
         }
         (*k).prev = ptr::null_mut();
         (*k).next = ptr::null_mut();
+        crate::instrument::rewound(
+            block_start(k),
+            (*k).freeptr as usize - block_start(k) as usize,
+        );
         (*k).freeptr = block_start(k);
         (*k).nchunks = 0;
         (*k).nfree = 0;
@@ -477,6 +495,75 @@ pub(crate) unsafe fn is_empty(g: *mut Generation) -> bool {
         }
     }
     true
+}
+
+/// Walks every block and chunk for [`crate::check`]; returns the bytes
+/// the context holds.
+///
+/// # Safety
+/// `g` valid.
+pub(crate) unsafe fn check(g: *mut Generation, checker: &mut Checker<'_>) -> usize {
+    // SAFETY: walks `g`'s own blocks; each chunk's extent comes from a
+    // header verified first, and a block's walk stops at a bad header.
+    unsafe {
+        let k = keeper(g);
+        let mut held = (*g).first_alloc_size;
+        let mut b = (*g).blocks;
+        while !b.is_null() {
+            checker.block();
+            if b != k {
+                held += (*b).end as usize - b as usize;
+            }
+            let first = block_start(b).add(CHUNK_HDR_SIZE);
+            let freeptr = (*b).freeptr as usize;
+            if freeptr == (*b).end as usize
+                && (*b).nchunks == 1
+                && checker.is_external(first, KindId::Generation)
+            {
+                checker.external_chunk(first, KindId::Generation, freeptr - first as usize);
+            } else {
+                let freed_before = checker.freed_here;
+                let mut carved = 0;
+                let mut p = block_start(b);
+                while (p as usize) < freeptr {
+                    let chunk = p.add(CHUNK_HDR_SIZE);
+                    let Some(hdr) =
+                        checker.shared_header(chunk, KindId::Generation, p as usize - b as usize)
+                    else {
+                        break;
+                    };
+                    let size = hdr.value();
+                    if size % 8 != 0 || chunk as usize + size > freeptr {
+                        checker.problem(
+                            Problem::CorruptChunk {
+                                what: "chunk header names a size past its block's used space",
+                            },
+                            chunk,
+                        );
+                        break;
+                    }
+                    checker.contents(chunk, size);
+                    carved += 1;
+                    p = chunk.add(size);
+                }
+                checker.agree(
+                    "chunks in a block vs. its chunk count",
+                    (*b).nchunks,
+                    carved,
+                );
+                #[cfg(feature = "checking")]
+                checker.agree(
+                    "chunks of a block marked freed vs. its free count",
+                    (*b).nfree,
+                    checker.freed_here - freed_before,
+                );
+                #[cfg(not(feature = "checking"))]
+                let _ = freed_before;
+            }
+            b = (*b).next;
+        }
+        held
+    }
 }
 
 /// Counters; `chunks` counts live chunks (for the stats line).

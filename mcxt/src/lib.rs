@@ -89,6 +89,9 @@ mod aligned;
 mod allocator;
 mod aset;
 mod bump;
+mod check;
+#[cfg(feature = "checking")]
+pub mod checking;
 mod chunk;
 mod context;
 mod critical;
@@ -96,6 +99,7 @@ mod critical;
 mod current;
 mod error;
 mod generation;
+mod instrument;
 pub mod raw;
 mod sizeclass;
 mod slab;
@@ -107,6 +111,7 @@ pub use aligned::MAX_ALIGNMENT;
 pub use aset::{
     recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED, MAX_RECYCLED_BYTES,
 };
+pub use check::{CheckSummary, Problem, Report};
 pub use context::{Context, PBox};
 #[cfg(feature = "std")]
 pub use critical::CriticalSection;

@@ -85,8 +85,14 @@ impl MemoryContext {
         sizes: AllocSetSizes,
     ) -> Result<MemoryContext, Error> {
         let parent = parent.map_or(ptr::null_mut(), |p| p.header());
+        if !parent.is_null() && !usable(parent, "create a child of") {
+            return Err(deleted(0));
+        }
         // SAFETY: parent alive (caller contract).
         let set = unsafe { aset::create(parent, name, sizes)? };
+        #[cfg(feature = "checking")]
+        crate::checking::register(set.cast());
+        crate::instrument::context_created(set.cast());
         // SAFETY: `create` never returns null.
         Ok(MemoryContext(unsafe { NonNull::new_unchecked(set.cast()) }))
     }
@@ -103,6 +109,9 @@ impl MemoryContext {
         spec: ContextSpec,
     ) -> Result<MemoryContext, Error> {
         let parent = parent.map_or(ptr::null_mut(), |p| p.header());
+        if !parent.is_null() && !usable(parent, "create a child of") {
+            return Err(deleted(0));
+        }
         // SAFETY: parent alive (caller contract).
         let ctx: *mut ContextHeader = unsafe {
             match spec {
@@ -115,6 +124,9 @@ impl MemoryContext {
                 ContextSpec::Bump(sizes) => bump::create(parent, name, sizes)?.cast(),
             }
         };
+        #[cfg(feature = "checking")]
+        crate::checking::register(ctx);
+        crate::instrument::context_created(ctx);
         // SAFETY: creators never return null.
         Ok(MemoryContext(unsafe { NonNull::new_unchecked(ctx) }))
     }
@@ -176,6 +188,9 @@ impl MemoryContext {
         align: usize,
         flags: AllocFlags,
     ) -> Result<Option<NonNull<u8>>, Error> {
+        if !usable(self.header(), "alloc") {
+            return Err(deleted(size));
+        }
         // SAFETY: caller contract.
         let r = unsafe { aligned::alloc(self.header(), size, align, flags) };
         finish_extended(r, size, flags)
@@ -190,6 +205,9 @@ impl MemoryContext {
     /// handle, may be used afterwards.
     #[inline]
     pub unsafe fn reset(self) {
+        if !usable(self.header(), "reset") {
+            return;
+        }
         // SAFETY: caller contract.
         unsafe { tree::reset(self.header()) }
     }
@@ -199,6 +217,9 @@ impl MemoryContext {
     /// # Safety
     /// As [`reset`](Self::reset), for this context's chunks.
     pub unsafe fn reset_only(self) {
+        if !usable(self.header(), "reset") {
+            return;
+        }
         // SAFETY: caller contract.
         unsafe { tree::reset_only(self.header()) }
     }
@@ -208,6 +229,9 @@ impl MemoryContext {
     /// # Safety
     /// No chunk of a descendant may be used afterwards.
     pub unsafe fn reset_children(self) {
+        if !usable(self.header(), "reset children of") {
+            return;
+        }
         // SAFETY: caller contract.
         unsafe { tree::reset_children(self.header()) }
     }
@@ -218,6 +242,9 @@ impl MemoryContext {
     /// # Safety
     /// Nothing of the subtree (handles, chunks) may be used afterwards.
     pub unsafe fn delete(self) {
+        if !usable(self.header(), "delete") {
+            return;
+        }
         // SAFETY: caller contract.
         unsafe { tree::delete(self.header()) }
     }
@@ -227,6 +254,9 @@ impl MemoryContext {
     /// # Safety
     /// Nothing of the descendants may be used afterwards.
     pub unsafe fn delete_children(self) {
+        if !usable(self.header(), "delete children of") {
+            return;
+        }
         // SAFETY: caller contract.
         unsafe { tree::delete_children(self.header()) }
     }
@@ -238,6 +268,11 @@ impl MemoryContext {
     /// # Safety
     /// Both alive.
     pub unsafe fn set_parent(self, parent: Option<MemoryContext>) -> Result<(), Error> {
+        if !usable(self.header(), "set_parent")
+            || parent.is_some_and(|p| !usable(p.header(), "set_parent (new parent)"))
+        {
+            return Err(deleted(0));
+        }
         // SAFETY: caller contract.
         unsafe {
             tree::set_parent(
@@ -442,6 +477,10 @@ pub(crate) unsafe fn alloc_in(
     size: usize,
     flags: AllocFlags,
 ) -> Result<NonNull<u8>, Error> {
+    // With `checking`, a deleted context is refused before its kind is read.
+    if !usable(ctx, "alloc") {
+        return Err(deleted(size));
+    }
     // SAFETY: caller contract.
     unsafe { alloc_known(ctx, (*ctx).kind, size, flags) }
 }
@@ -458,18 +497,50 @@ pub(crate) unsafe fn alloc_known(
     size: usize,
     flags: AllocFlags,
 ) -> Result<NonNull<u8>, Error> {
+    #[cfg(feature = "checking")]
+    // SAFETY: caller contract.
+    unsafe {
+        crate::checking::alloc(ctx, kind, size, flags)
+    }
+    #[cfg(not(feature = "checking"))]
+    // SAFETY: caller contract.
+    unsafe {
+        alloc_dispatch(ctx, kind, size, flags)
+    }
+}
+
+/// Allocation by the context's kind, without the `checking` layer.
+///
+/// # Safety
+/// `ctx` alive and of kind `kind`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_dispatch(
+    ctx: *mut ContextHeader,
+    kind: ContextKind,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
     // SAFETY: caller contract; the kind names the real type.
     unsafe {
         crate::critical::check(ctx, size)?;
         // Plain compares, most common kinds first: a jump table here costs
         // an indirect branch on every allocation.
-        if kind == ContextKind::AllocSet {
+        let r = if kind == ContextKind::AllocSet {
             aset::alloc(ctx.cast(), size, flags)
         } else if kind == ContextKind::Bump {
             bump::alloc(ctx.cast(), size, flags)
         } else {
             alloc_other(ctx, size, flags)
+        };
+        #[cfg(any(feature = "valgrind", feature = "asan"))]
+        if let Ok(p) = r {
+            // An empty bump chunk shares its address with the next chunk:
+            // it has no bytes to describe, and no free will come.
+            if size != 0 || kind != ContextKind::Bump {
+                crate::instrument::chunk_allocated(ctx, p.as_ptr(), size);
+            }
         }
+        r
     }
 }
 
@@ -508,9 +579,52 @@ fn bad_pointer(hdr: Header, size: usize) -> Error {
 #[inline(always)]
 pub unsafe fn free(ptr: NonNull<u8>) -> Result<(), Error> {
     let p = ptr.as_ptr();
+    #[cfg(feature = "checking")]
+    // SAFETY: caller contract.
+    unsafe {
+        crate::checking::free(p)
+    }
+    #[cfg(not(feature = "checking"))]
     // SAFETY: caller contract: a live chunk has a readable header.
     unsafe {
-        let hdr = read_header(p);
+        free_dispatch(p, read_header(p))
+    }
+}
+
+/// `free` by the chunk's kind, without the `checking` layer.
+///
+/// # Safety
+/// As [`free`]; `hdr` is the chunk's header.
+#[inline(always)]
+pub(crate) unsafe fn free_dispatch(p: *mut u8, hdr: Header) -> Result<(), Error> {
+    #[cfg(any(feature = "valgrind", feature = "asan"))]
+    // SAFETY: caller contract; the chunk's context and size are read
+    // before the kind frees it.
+    unsafe {
+        if matches!(
+            hdr.kind(),
+            Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
+        ) && (!hdr.is_external() || hdr.external_magic_ok())
+        {
+            // Before the kind frees it: the kind may give the block back
+            // or rewind it (kinds make accessible what they write).
+            let ctx = chunk_context_dispatch(p, hdr);
+            crate::instrument::chunk_freed(ctx, p, chunk_capacity_dispatch(p, hdr));
+            return free_uninstrumented(p, hdr);
+        }
+    }
+    // SAFETY: caller contract.
+    unsafe { free_uninstrumented(p, hdr) }
+}
+
+/// `free` by the chunk's kind.
+///
+/// # Safety
+/// As [`free`]; `hdr` is the chunk's header.
+#[inline(always)]
+unsafe fn free_uninstrumented(p: *mut u8, hdr: Header) -> Result<(), Error> {
+    // SAFETY: caller contract.
+    unsafe {
         if hdr.is_shared_chunk_of(KindId::AllocSet) {
             aset::free_small(p, hdr);
             return Ok(());
@@ -572,15 +686,90 @@ unsafe fn realloc_flags(
     flags: AllocFlags,
 ) -> Result<NonNull<u8>, Error> {
     let p = ptr.as_ptr();
+    #[cfg(feature = "checking")]
     // SAFETY: caller contract.
     unsafe {
+        crate::checking::realloc(p, size, flags)
+    }
+    #[cfg(all(not(feature = "checking"), any(feature = "valgrind", feature = "asan")))]
+    // SAFETY: caller contract. With the sanitizer hooks a chunk is resized
+    // in place when it has room, else moved here (new chunk, copy, free),
+    // so that every chunk comes and goes through the hooked paths.
+    unsafe {
         let hdr = read_header(p);
+        if matches!(
+            hdr.kind(),
+            Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
+        ) && (!hdr.is_external() || hdr.external_magic_ok())
+        {
+            let ctx = chunk_context_dispatch(p, hdr);
+            let capacity = chunk_capacity_dispatch(p, hdr);
+            if hdr.kind() == Some(KindId::Slab) {
+                slab::realloc(p, hdr, size)?;
+            }
+            if size <= capacity {
+                crate::instrument::chunk_resized(ctx, p, size);
+                return Ok(ptr);
+            }
+            crate::error::check_size(size, flags, (*ctx).name)?;
+            let new = alloc_known(ctx, (*ctx).kind, size, flags)?;
+            crate::instrument::make_accessible(p, capacity);
+            ptr::copy_nonoverlapping(p, new.as_ptr(), capacity);
+            free_dispatch(p, hdr)?;
+            return Ok(new);
+        }
+        realloc_uninstrumented(p, hdr, size, flags)
+    }
+    #[cfg(all(
+        not(feature = "checking"),
+        not(any(feature = "valgrind", feature = "asan"))
+    ))]
+    // SAFETY: caller contract.
+    unsafe {
+        realloc_uninstrumented(p, read_header(p), size, flags)
+    }
+}
+
+/// `realloc` by the chunk's kind.
+///
+/// # Safety
+/// As [`realloc`]; `hdr` is the chunk's header.
+#[cfg_attr(feature = "checking", allow(dead_code))]
+#[inline]
+unsafe fn realloc_uninstrumented(
+    p: *mut u8,
+    hdr: Header,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: caller contract.
+    unsafe {
         match hdr.kind() {
             Some(KindId::AllocSet) => aset::realloc(p, hdr, size, flags),
             Some(KindId::Generation) => generation::realloc(p, hdr, size, flags),
             Some(KindId::Slab) => slab::realloc(p, hdr, size),
             Some(KindId::AlignedRedirect) => aligned::realloc(p, hdr, size, flags),
             _ => Err(bad_pointer(hdr, size)),
+        }
+    }
+}
+
+/// Usable bytes of a chunk of a kind with headers, as the kind sees it.
+///
+/// # Safety
+/// As [`free`]; `hdr` the chunk's header, naming AllocSet, Generation,
+/// Slab (or Bump, with `checking`).
+#[cfg(any(feature = "checking", feature = "valgrind", feature = "asan"))]
+pub(crate) unsafe fn chunk_capacity_dispatch(p: *mut u8, hdr: Header) -> usize {
+    // SAFETY: caller contract.
+    unsafe {
+        match hdr.kind() {
+            Some(KindId::AllocSet) => aset::chunk_capacity(p, hdr),
+            Some(KindId::Generation) => generation::chunk_capacity(p, hdr),
+            Some(KindId::Slab) => slab::chunk_space(p, hdr) - CHUNK_HDR_SIZE,
+            #[cfg(feature = "checking")]
+            Some(KindId::Bump) => bump::chunk_capacity(p, hdr),
+            _ => 0,
         }
     }
 }
@@ -597,13 +786,34 @@ pub unsafe fn chunk_context(ptr: NonNull<u8>) -> Result<MemoryContext, Error> {
 pub(crate) unsafe fn chunk_context_raw(p: *mut u8) -> Result<*mut ContextHeader, Error> {
     // SAFETY: caller contract.
     unsafe {
+        #[cfg(feature = "checking")]
+        crate::checking::verify_chunk(p, "chunk_context")?;
         let hdr = read_header(p);
         match hdr.kind() {
-            Some(KindId::AllocSet) => Ok(aset::chunk_context(p, hdr)),
-            Some(KindId::Generation) => Ok(generation::chunk_context(p, hdr)),
-            Some(KindId::Slab) => Ok(slab::chunk_context(p, hdr)),
             Some(KindId::AlignedRedirect) => chunk_context_raw(aligned::unaligned(p, hdr)),
+            Some(KindId::AllocSet | KindId::Generation | KindId::Slab) => {
+                Ok(chunk_context_dispatch(p, hdr))
+            }
             _ => Err(bad_pointer(hdr, 0)),
+        }
+    }
+}
+
+/// The context of a chunk of a kind with headers (AllocSet, Generation,
+/// Slab, and Bump with `checking`).
+///
+/// # Safety
+/// As [`free`]; `hdr` the chunk's header, naming one of those kinds.
+pub(crate) unsafe fn chunk_context_dispatch(p: *mut u8, hdr: Header) -> *mut ContextHeader {
+    // SAFETY: caller contract.
+    unsafe {
+        match hdr.kind() {
+            Some(KindId::AllocSet) => aset::chunk_context(p, hdr),
+            Some(KindId::Generation) => generation::chunk_context(p, hdr),
+            Some(KindId::Slab) => slab::chunk_context(p, hdr),
+            #[cfg(feature = "checking")]
+            Some(KindId::Bump) => crate::bump::chunk_context(p, hdr),
+            _ => ptr::null_mut(),
         }
     }
 }
@@ -617,6 +827,8 @@ pub unsafe fn chunk_space(ptr: NonNull<u8>) -> Result<usize, Error> {
     let p = ptr.as_ptr();
     // SAFETY: caller contract.
     unsafe {
+        #[cfg(feature = "checking")]
+        crate::checking::verify_chunk(p, "chunk_space")?;
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AllocSet) => Ok(aset::chunk_space(p, hdr)),
@@ -636,6 +848,12 @@ pub unsafe fn chunk_space(ptr: NonNull<u8>) -> Result<usize, Error> {
 /// As [`free`] (the chunk stays live).
 pub unsafe fn chunk_capacity(ptr: NonNull<u8>) -> Result<usize, Error> {
     let p = ptr.as_ptr();
+    // With `checking`, the usable bytes are those asked for: the rest of
+    // the chunk holds sentinels.
+    #[cfg(feature = "checking")]
+    // SAFETY: caller contract.
+    return unsafe { crate::checking::requested_size(p) };
+    #[cfg(not(feature = "checking"))]
     // SAFETY: caller contract.
     unsafe {
         let hdr = read_header(p);
@@ -668,5 +886,55 @@ impl MemoryContext {
     ) -> core::fmt::Result {
         // SAFETY: caller contract.
         unsafe { stats::write_pg_text(out, self.header(), max_level.max(1), max_children) }
+    }
+}
+
+/// With `checking`: true when `ctx` is a live context (else the use is
+/// reported). Without: always true, and free.
+#[inline(always)]
+fn usable(ctx: *mut ContextHeader, operation: &'static str) -> bool {
+    #[cfg(feature = "checking")]
+    {
+        crate::checking::context_is_live(ctx, operation)
+    }
+    #[cfg(not(feature = "checking"))]
+    {
+        let _ = (ctx, operation);
+        true
+    }
+}
+
+/// The error of an operation on a deleted context.
+#[cold]
+fn deleted(size: usize) -> Error {
+    Error::new(ErrorKind::DeletedContext, "?", size)
+}
+
+impl MemoryContext {
+    /// `MemoryContextCheck`: walks the subtree (without recursion) and
+    /// verifies every context's blocks and chunk headers, its byte
+    /// accounting and its links; with the `checking` feature, also every
+    /// chunk's sentinels or clobber pattern. Problems are returned, not
+    /// passed to the report handler.
+    ///
+    /// ```
+    /// use mcxt::{raw::MemoryContext, AllocSetSizes};
+    /// unsafe {
+    ///     let top = MemoryContext::new_alloc_set(None, "top", AllocSetSizes::DEFAULT).unwrap();
+    ///     let p = top.alloc(100).unwrap();
+    ///     let summary = top.check();
+    ///     assert!(summary.is_ok(), "{:?}", summary.problems);
+    ///     assert_eq!((summary.contexts, summary.chunks), (1, 1));
+    ///     mcxt::raw::free(p).unwrap();
+    ///     top.delete();
+    /// }
+    /// ```
+    ///
+    /// # Safety
+    /// Alive (with `checking`, a deleted context is reported instead); the
+    /// tree must not change meanwhile.
+    pub unsafe fn check(self) -> crate::check::CheckSummary {
+        // SAFETY: caller contract.
+        unsafe { crate::check::check_tree(self.header()) }
     }
 }

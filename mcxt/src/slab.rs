@@ -31,7 +31,10 @@
 //! chunk; the chunk header carries the block offset so `free(ptr)` finds
 //! the block, whose first word leads to the context.
 
-use crate::chunk::{maxalign, write_header, Header, KindId, CHUNK_HDR_SIZE, MAX_VALUE};
+use crate::check::{Checker, Problem};
+use crate::chunk::{
+    maxalign, write_header, Header, KindId, CHUNK_HDR_SIZE, MAX_VALUE, SENTINEL_ROOM,
+};
 use crate::error::{Error, ErrorKind};
 use crate::stats::Counters;
 use crate::system;
@@ -112,7 +115,7 @@ pub(crate) unsafe fn create(
             "slab chunk size and block size must be below 512 MiB and 1 GiB",
         ));
     }
-    let full_chunk_size = CHUNK_HDR_SIZE + maxalign(chunk_size.max(8));
+    let full_chunk_size = CHUNK_HDR_SIZE + maxalign((chunk_size + SENTINEL_ROOM).max(8));
     let chunks_per_block = block_size.saturating_sub(BLOCK_HDR) / full_chunk_size;
     if chunks_per_block == 0 {
         return Err(invalid("block size too small for the chunk size"));
@@ -230,6 +233,7 @@ pub(crate) unsafe fn alloc(s: *mut Slab, size: usize) -> Result<NonNull<u8>, Err
         let b = (*s).buckets[bucket];
         let chunk = if !(*b).freehead.is_null() {
             let c = (*b).freehead;
+            crate::instrument::make_accessible(c, size_of::<*mut u8>());
             (*b).freehead = c.cast::<*mut u8>().read();
             c
         } else {
@@ -313,6 +317,7 @@ pub(crate) unsafe fn free(ptr: *mut u8, hdr: Header) {
     unsafe {
         let b = block_of(ptr, hdr);
         let s = (*b).slab;
+        crate::instrument::make_accessible(ptr, size_of::<*mut u8>());
         ptr.cast::<*mut u8>().write((*b).freehead);
         (*b).freehead = ptr;
         let old_bucket = bucket_of(&*s, (*b).nfree);
@@ -436,6 +441,65 @@ pub(crate) unsafe fn delete(s: *mut Slab) {
 pub(crate) unsafe fn is_empty(s: *mut Slab) -> bool {
     // SAFETY: caller contract.
     unsafe { (*s).all.is_null() }
+}
+
+/// Walks every block and chunk for [`crate::check`]; returns the bytes
+/// the context holds.
+///
+/// # Safety
+/// `s` valid.
+pub(crate) unsafe fn check(s: *mut Slab, checker: &mut Checker<'_>) -> usize {
+    // SAFETY: walks `s`'s own lists; chunk positions follow from the
+    // fixed chunk size, and a block's walk stops at a bad header.
+    unsafe {
+        let full = (*s).full_chunk_size;
+        let capacity = full - CHUNK_HDR_SIZE;
+        let mut held = SLAB_HDR;
+        let mut b = (*s).all;
+        while !b.is_null() {
+            checker.block();
+            held += (*s).block_size;
+            let carved = (*s).chunks_per_block - (*b).nunused;
+            let freed_before = checker.freed_here;
+            for i in 0..carved {
+                let h = b.cast::<u8>().add(BLOCK_HDR + i * full);
+                let chunk = h.add(CHUNK_HDR_SIZE);
+                let Some(hdr) = checker.shared_header(chunk, KindId::Slab, h as usize - b as usize)
+                else {
+                    break;
+                };
+                if hdr.value() != (*s).chunk_size {
+                    checker.problem(
+                        Problem::CorruptChunk {
+                            what: "chunk header names another size than the slab's",
+                        },
+                        chunk,
+                    );
+                    break;
+                }
+                checker.contents(chunk, capacity);
+            }
+            #[cfg(feature = "checking")]
+            checker.agree(
+                "chunks of a block marked freed vs. its free count",
+                (*b).nfree - (*b).nunused,
+                checker.freed_here - freed_before,
+            );
+            #[cfg(not(feature = "checking"))]
+            let _ = freed_before;
+            b = (*b).all_next;
+        }
+        let mut e = (*s).empty;
+        let mut empty = 0;
+        while !e.is_null() && empty <= MAX_EMPTY_BLOCKS {
+            checker.block();
+            held += (*s).block_size;
+            empty += 1;
+            e = (*e).next;
+        }
+        checker.agree("empty blocks listed vs. counted", (*s).n_empty, empty);
+        held
+    }
 }
 
 /// Counters and the number of empty blocks.

@@ -121,7 +121,16 @@ fn with_source<R>(f: impl FnOnce(&dyn BlockSource) -> R) -> R {
 #[inline]
 pub(crate) unsafe fn alloc_block(size: usize) -> *mut u8 {
     debug_assert!(size > 0);
-    with_source(|s| s.alloc(size))
+    let block = with_source(|s| s.alloc(size));
+    // With `checking`, a new block is clobbered like a freed one: the
+    // checks read check words of slots not carved yet, which must be
+    // initialised memory (and must not look like freed chunks).
+    #[cfg(feature = "checking")]
+    if !block.is_null() {
+        // SAFETY: a fresh block of `size` bytes, ours.
+        unsafe { crate::checking::clobber(block, size) };
+    }
+    block
 }
 
 /// Returns a block.
@@ -132,6 +141,14 @@ pub(crate) unsafe fn alloc_block(size: usize) -> *mut u8 {
 /// afterwards.
 #[inline]
 pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
+    // Stale pointers into a released block then read the clobber pattern
+    // (until the system reuses the memory), and stale check words of its
+    // chunks cannot pass for freed chunks if the block comes back.
+    #[cfg(feature = "checking")]
+    // SAFETY: the caller gives the block back: its bytes are dead.
+    unsafe {
+        crate::checking::clobber(ptr, size)
+    };
     // SAFETY: caller contract.
     with_source(|s| unsafe { s.free(ptr, size) })
 }
@@ -142,6 +159,8 @@ pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
 /// # Safety
 /// `ptr`/`old_size` as for [`free_block`]; `new_size` must be non-zero.
 #[inline]
+// With `checking`, the checking layer resizes chunks itself.
+#[cfg_attr(feature = "checking", allow(dead_code))]
 pub(crate) unsafe fn realloc_block(ptr: *mut u8, old_size: usize, new_size: usize) -> *mut u8 {
     // SAFETY: caller contract.
     with_source(|s| unsafe { s.realloc(ptr, old_size, new_size) })

@@ -586,6 +586,10 @@ pub(crate) unsafe fn is_empty(ctx: *mut ContextHeader) -> bool {
 unsafe fn kind_reset(ctx: *mut ContextHeader) {
     // SAFETY: the kind tag tells the real type of the context.
     unsafe {
+        #[cfg(feature = "checking")]
+        crate::checking::before_reset(ctx);
+        // First, so that what the kind rewinds stays accessible.
+        crate::instrument::context_reset(ctx);
         match (*ctx).kind {
             ContextKind::AllocSet => aset::reset(ctx.cast()),
             ContextKind::Generation => generation::reset(ctx.cast()),
@@ -599,6 +603,14 @@ unsafe fn kind_reset(ctx: *mut ContextHeader) {
 unsafe fn kind_delete(ctx: *mut ContextHeader) {
     // SAFETY: the kind tag tells the real type of the context.
     unsafe {
+        #[cfg(feature = "checking")]
+        {
+            if !(*ctx).is_reset {
+                crate::checking::before_reset(ctx);
+            }
+            crate::checking::unregister(ctx);
+        }
+        crate::instrument::context_deleted(ctx);
         match (*ctx).kind {
             ContextKind::AllocSet => aset::delete(ctx.cast()),
             ContextKind::Generation => generation::delete(ctx.cast()),
