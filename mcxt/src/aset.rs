@@ -167,6 +167,10 @@ pub(crate) struct AllocSet {
     /// Block chunks are carved from, or null before the first allocation.
     current: *mut Block,
     chunk_limit: usize,
+    /// Bit `c` is set when free list `c` may be non-empty: set by every
+    /// push, cleared only by reset, which then clears just those lists
+    /// (most resets find none or a few, not all 36).
+    maybe_free: u64,
     freelist: [*mut FreeChunk; NUM_CLASSES],
     /// Head of the list of all blocks (dedicated ones included).
     blocks: *mut Block,
@@ -178,6 +182,8 @@ pub(crate) struct AllocSet {
     /// 0: not recyclable; 1: DEFAULT; 2: SMALL / START_SMALL.
     recycle_slot: u8,
 }
+
+const _: () = assert!(NUM_CLASSES <= u64::BITS as usize, "maybe_free is a u64");
 
 /// Bytes of the context header allocation.
 const SET_HDR: usize = (size_of::<AllocSet>() + 15) & !15;
@@ -268,6 +274,7 @@ pub(crate) unsafe fn create(
             endptr: ptr::null_mut(),
             current: ptr::null_mut(),
             chunk_limit: chunk_limit_for(sizes.max_block_size),
+            maybe_free: 0,
             freelist: [ptr::null_mut(); NUM_CLASSES],
             blocks: ptr::null_mut(),
             keeper: ptr::null_mut(),
@@ -484,6 +491,7 @@ unsafe fn carve_remainder(set: *mut AllocSet) {
             let fc = chunk.cast::<FreeChunk>();
             (*fc).next = (*set).freelist[class];
             (*set).freelist[class] = fc;
+            (*set).maybe_free |= 1 << class;
             (*set).freeptr = p.add(CHUNK_HDR_SIZE + class_size(class));
         }
     }
@@ -570,6 +578,7 @@ pub(crate) unsafe fn free_small(ptr: *mut u8, hdr: Header) {
         let fc = ptr.cast::<FreeChunk>();
         (*fc).next = *slot;
         *slot = fc;
+        (*set).maybe_free |= 1 << class;
     }
 }
 
@@ -716,9 +725,47 @@ pub(crate) unsafe fn chunk_capacity(ptr: *mut u8, hdr: Header) -> usize {
 
 /// Frees every block but the keeper and empties the free lists.
 ///
+/// Most resets find only the keeper and few non-empty free lists (a
+/// per-tuple context that took a handful of chunks): that case costs a
+/// few stores, the rest is out of line.
+///
 /// # Safety
 /// `set` valid; its chunks are dead.
+#[inline]
 pub(crate) unsafe fn reset(set: *mut AllocSet) {
+    // SAFETY: the keeper, if any, is the set's own block; `maybe_free`
+    // names only valid class indices.
+    unsafe {
+        let keeper = (*set).keeper;
+        // The keeper is not always last: a dedicated block taken before
+        // the first small chunk sits behind it.
+        if (*set).blocks != keeper || (!keeper.is_null() && !(*keeper).next.is_null()) {
+            free_blocks_but_keeper(set);
+        }
+        (*set).current = keeper;
+        if keeper.is_null() {
+            (*set).freeptr = ptr::null_mut();
+            (*set).endptr = ptr::null_mut();
+        } else {
+            (*set).freeptr = block_data(keeper);
+            (*set).endptr = (*keeper).end;
+        }
+        let mut bits = (*set).maybe_free;
+        while bits != 0 {
+            *(*set)
+                .freelist
+                .get_unchecked_mut(bits.trailing_zeros() as usize) = ptr::null_mut();
+            bits &= bits - 1;
+        }
+        (*set).maybe_free = 0;
+        (*set).next_block_size = (*set).init_block_size;
+    }
+}
+
+/// The part of [`reset`] for a set holding more than its keeper: frees
+/// the other blocks and leaves the keeper alone on the list.
+#[inline(never)]
+unsafe fn free_blocks_but_keeper(set: *mut AllocSet) {
     // SAFETY: walks the set's own block list; the keeper is not freed.
     unsafe {
         let keeper = (*set).keeper;
@@ -734,18 +781,10 @@ pub(crate) unsafe fn reset(set: *mut AllocSet) {
             block = next;
         }
         (*set).blocks = keeper;
-        (*set).current = keeper;
-        if keeper.is_null() {
-            (*set).freeptr = ptr::null_mut();
-            (*set).endptr = ptr::null_mut();
-        } else {
+        if !keeper.is_null() {
             (*keeper).next = ptr::null_mut();
             (*keeper).prev = ptr::null_mut();
-            (*set).freeptr = block_data(keeper);
-            (*set).endptr = (*keeper).end;
         }
-        (*set).freelist = [ptr::null_mut(); NUM_CLASSES];
-        (*set).next_block_size = (*set).init_block_size;
         if freed != 0 {
             tree::release(set.cast(), freed);
         }
