@@ -896,21 +896,31 @@ pub fn release_recycled() {
 mod recycle {
     //! Per-thread lists of deleted standard-size contexts, chained through
     //! `hdr.next_sibling`.
+    //!
+    //! Each parameter set has two lists: contexts that kept their first
+    //! block and contexts that gave it back (over the byte budget). `pop`
+    //! takes from the first list when it can. With a single list, a
+    //! workload that creates and deletes contexts one after another, once
+    //! the budget was full, always got a context without a block (the last
+    //! pushed), allocated a block for its first chunk and gave it back at
+    //! delete, while the blocks kept deeper in the list were never used.
     use super::{destroy, drop_keeper, AllocSet, MAX_RECYCLED, MAX_RECYCLED_BYTES};
     use core::cell::Cell;
     use core::ptr;
 
     struct Cache {
-        heads: [Cell<*mut AllocSet>; 2],
+        /// Index `2 * (slot - 1) + kept`, `kept` 1 for contexts holding
+        /// their first block.
+        heads: [Cell<*mut AllocSet>; 4],
+        /// Per slot, over both lists.
         counts: [Cell<usize>; 2],
         bytes: Cell<usize>,
     }
 
     impl Cache {
         fn clear(&self) {
-            for (head, count) in self.heads.iter().zip(&self.counts) {
+            for head in &self.heads {
                 let mut set = head.replace(ptr::null_mut());
-                count.set(0);
                 while !set.is_null() {
                     // SAFETY: cached sets are valid, unlinked and owned by
                     // this cache alone.
@@ -920,6 +930,9 @@ mod recycle {
                         set = next;
                     }
                 }
+            }
+            for count in &self.counts {
+                count.set(0);
             }
             self.bytes.set(0);
         }
@@ -934,7 +947,12 @@ mod recycle {
     std::thread_local! {
         static CACHE: Cache = const {
             Cache {
-                heads: [Cell::new(ptr::null_mut()), Cell::new(ptr::null_mut())],
+                heads: [
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                ],
                 counts: [Cell::new(0), Cell::new(0)],
                 bytes: Cell::new(0),
             }
@@ -945,13 +963,18 @@ mod recycle {
         CACHE
             .try_with(|c| {
                 let i = slot as usize - 1;
-                let set = c.heads[i].get();
+                let mut list = 2 * i + 1;
+                let mut set = c.heads[list].get();
                 if set.is_null() {
-                    return None;
+                    list = 2 * i;
+                    set = c.heads[list].get();
+                    if set.is_null() {
+                        return None;
+                    }
                 }
                 // SAFETY: cached sets are valid and owned by the cache.
                 unsafe {
-                    c.heads[i].set((*set).hdr.next_sibling.cast());
+                    c.heads[list].set((*set).hdr.next_sibling.cast());
                     c.counts[i].set(c.counts[i].get() - 1);
                     c.bytes.set(c.bytes.get() - (*set).hdr.own_bytes);
                 }
@@ -979,8 +1002,9 @@ mod recycle {
                             return false;
                         }
                     }
-                    (*set).hdr.next_sibling = c.heads[i].get().cast();
-                    c.heads[i].set(set);
+                    let list = 2 * i + usize::from(!(*set).keeper.is_null());
+                    (*set).hdr.next_sibling = c.heads[list].get().cast();
+                    c.heads[list].set(set);
                     c.counts[i].set(c.counts[i].get() + 1);
                     c.bytes.set(c.bytes.get() + (*set).hdr.own_bytes);
                 }

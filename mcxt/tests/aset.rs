@@ -474,6 +474,49 @@ fn deleted_standard_contexts_are_recycled() {
 }
 
 #[test]
+fn recycled_contexts_that_kept_their_first_block_are_reused_first() {
+    mcxt::release_recycled();
+    // SAFETY: contexts used while alive, deleted once.
+    unsafe {
+        let header_only = {
+            let c = root(AllocSetSizes::DEFAULT);
+            let h = c.mem_allocated(false);
+            c.delete();
+            mcxt::release_recycled();
+            h
+        };
+        // A small context takes part of the budget, so that it is not a
+        // multiple of a default context's size ...
+        let small = root(AllocSetSizes::SMALL);
+        small.alloc(100).unwrap();
+        small.delete();
+        // ... and more used contexts than the budget keeps with their
+        // first block: the last ones deleted keep only their header.
+        let all: Vec<_> = (0..20)
+            .map(|_| {
+                let c = root(AllocSetSizes::DEFAULT);
+                c.alloc(100).unwrap();
+                c
+            })
+            .collect();
+        for c in all {
+            c.delete();
+        }
+        assert!(mcxt::recycled_bytes() <= mcxt::MAX_RECYCLED_BYTES);
+        // Reusing a context that still has its block costs no block
+        // allocation, and the cache's bytes go with it.
+        let before = mcxt::recycled_bytes();
+        let c = root(AllocSetSizes::DEFAULT);
+        let held = c.mem_allocated(false);
+        assert!(held > header_only, "a context with its first block");
+        assert_eq!(mcxt::recycled_bytes(), before - held);
+        c.delete();
+        assert_eq!(mcxt::recycled_bytes(), before);
+    }
+    mcxt::release_recycled();
+}
+
+#[test]
 fn recycling_is_capped() {
     mcxt::release_recycled();
     let mut each = 0;
