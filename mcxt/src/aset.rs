@@ -168,6 +168,10 @@ pub(crate) struct AllocSet {
     /// Block chunks are carved from, or null before the first allocation.
     current: *mut Block,
     chunk_limit: usize,
+    /// Bit `c` is set when free list `c` may be non-empty: set by every
+    /// push, cleared only by reset, which then clears just those lists
+    /// (most resets find none or a few, not all 36).
+    maybe_free: u64,
     freelist: [*mut FreeChunk; NUM_CLASSES],
     /// Head of the list of all blocks (dedicated ones included).
     blocks: *mut Block,
@@ -179,6 +183,8 @@ pub(crate) struct AllocSet {
     /// 0: not recyclable; 1: DEFAULT; 2: SMALL / START_SMALL.
     recycle_slot: u8,
 }
+
+const _: () = assert!(NUM_CLASSES <= u64::BITS as usize, "maybe_free is a u64");
 
 /// Bytes of the context header allocation.
 const SET_HDR: usize = (size_of::<AllocSet>() + 15) & !15;
@@ -269,6 +275,7 @@ pub(crate) unsafe fn create(
             endptr: ptr::null_mut(),
             current: ptr::null_mut(),
             chunk_limit: chunk_limit_for(sizes.max_block_size),
+            maybe_free: 0,
             freelist: [ptr::null_mut(); NUM_CLASSES],
             blocks: ptr::null_mut(),
             keeper: ptr::null_mut(),
@@ -488,6 +495,7 @@ unsafe fn carve_remainder(set: *mut AllocSet) {
             let fc = chunk.cast::<FreeChunk>();
             (*fc).next = (*set).freelist[class];
             (*set).freelist[class] = fc;
+            (*set).maybe_free |= 1 << class;
             (*set).freeptr = p.add(CHUNK_HDR_SIZE + class_size(class));
         }
     }
@@ -575,6 +583,7 @@ pub(crate) unsafe fn free_small(ptr: *mut u8, hdr: Header) {
         crate::instrument::make_accessible(ptr, size_of::<FreeChunk>());
         (*fc).next = *slot;
         *slot = fc;
+        (*set).maybe_free |= 1 << class;
     }
 }
 
@@ -729,12 +738,20 @@ pub(crate) unsafe fn chunk_capacity(ptr: *mut u8, hdr: Header) -> usize {
 
 /// Frees every block but the keeper and empties the free lists.
 ///
+/// Most resets find only the keeper and few non-empty free lists (a
+/// per-tuple context that took a handful of chunks): that case costs a
+/// few stores, the rest is out of line.
+///
 /// # Safety
 /// `set` valid; its chunks are dead.
+#[inline]
 pub(crate) unsafe fn reset(set: *mut AllocSet) {
-    // SAFETY: walks the set's own block list; the keeper is not freed.
+    // SAFETY: the keeper, if any, is the set's own block; `maybe_free`
+    // names only valid class indices.
     unsafe {
         let keeper = (*set).keeper;
+        // How far the keeper was carved (for the sanitizers and `checking`;
+        // unused, and optimised away, without them).
         let keeper_used_end = if (*set).current == keeper {
             (*set).freeptr
         } else if keeper.is_null() {
@@ -742,6 +759,42 @@ pub(crate) unsafe fn reset(set: *mut AllocSet) {
         } else {
             (*keeper).end
         };
+        // The keeper is not always last: a dedicated block taken before
+        // the first small chunk sits behind it.
+        if (*set).blocks != keeper || (!keeper.is_null() && !(*keeper).next.is_null()) {
+            free_blocks_but_keeper(set);
+        }
+        (*set).current = keeper;
+        if keeper.is_null() {
+            (*set).freeptr = ptr::null_mut();
+            (*set).endptr = ptr::null_mut();
+        } else {
+            crate::instrument::rewound(
+                block_data(keeper),
+                keeper_used_end as usize - block_data(keeper) as usize,
+            );
+            (*set).freeptr = block_data(keeper);
+            (*set).endptr = (*keeper).end;
+        }
+        let mut bits = (*set).maybe_free;
+        while bits != 0 {
+            *(*set)
+                .freelist
+                .get_unchecked_mut(bits.trailing_zeros() as usize) = ptr::null_mut();
+            bits &= bits - 1;
+        }
+        (*set).maybe_free = 0;
+        (*set).next_block_size = (*set).init_block_size;
+    }
+}
+
+/// The part of [`reset`] for a set holding more than its keeper: frees
+/// the other blocks and leaves the keeper alone on the list.
+#[inline(never)]
+unsafe fn free_blocks_but_keeper(set: *mut AllocSet) {
+    // SAFETY: walks the set's own block list; the keeper is not freed.
+    unsafe {
+        let keeper = (*set).keeper;
         let mut freed = 0;
         let mut block = (*set).blocks;
         while !block.is_null() {
@@ -754,22 +807,10 @@ pub(crate) unsafe fn reset(set: *mut AllocSet) {
             block = next;
         }
         (*set).blocks = keeper;
-        (*set).current = keeper;
-        if keeper.is_null() {
-            (*set).freeptr = ptr::null_mut();
-            (*set).endptr = ptr::null_mut();
-        } else {
+        if !keeper.is_null() {
             (*keeper).next = ptr::null_mut();
             (*keeper).prev = ptr::null_mut();
-            crate::instrument::rewound(
-                block_data(keeper),
-                keeper_used_end as usize - block_data(keeper) as usize,
-            );
-            (*set).freeptr = block_data(keeper);
-            (*set).endptr = (*keeper).end;
         }
-        (*set).freelist = [ptr::null_mut(); NUM_CLASSES];
-        (*set).next_block_size = (*set).init_block_size;
         if freed != 0 {
             tree::release(set.cast(), freed);
         }
@@ -993,21 +1034,31 @@ pub fn release_recycled() {
 mod recycle {
     //! Per-thread lists of deleted standard-size contexts, chained through
     //! `hdr.next_sibling`.
+    //!
+    //! Each parameter set has two lists: contexts that kept their first
+    //! block and contexts that gave it back (over the byte budget). `pop`
+    //! takes from the first list when it can. With a single list, a
+    //! workload that creates and deletes contexts one after another, once
+    //! the budget was full, always got a context without a block (the last
+    //! pushed), allocated a block for its first chunk and gave it back at
+    //! delete, while the blocks kept deeper in the list were never used.
     use super::{destroy, drop_keeper, AllocSet, MAX_RECYCLED, MAX_RECYCLED_BYTES};
     use core::cell::Cell;
     use core::ptr;
 
     struct Cache {
-        heads: [Cell<*mut AllocSet>; 2],
+        /// Index `2 * (slot - 1) + kept`, `kept` 1 for contexts holding
+        /// their first block.
+        heads: [Cell<*mut AllocSet>; 4],
+        /// Per slot, over both lists.
         counts: [Cell<usize>; 2],
         bytes: Cell<usize>,
     }
 
     impl Cache {
         fn clear(&self) {
-            for (head, count) in self.heads.iter().zip(&self.counts) {
+            for head in &self.heads {
                 let mut set = head.replace(ptr::null_mut());
-                count.set(0);
                 while !set.is_null() {
                     // SAFETY: cached sets are valid, unlinked and owned by
                     // this cache alone.
@@ -1017,6 +1068,9 @@ mod recycle {
                         set = next;
                     }
                 }
+            }
+            for count in &self.counts {
+                count.set(0);
             }
             self.bytes.set(0);
         }
@@ -1031,7 +1085,12 @@ mod recycle {
     std::thread_local! {
         static CACHE: Cache = const {
             Cache {
-                heads: [Cell::new(ptr::null_mut()), Cell::new(ptr::null_mut())],
+                heads: [
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                    Cell::new(ptr::null_mut()),
+                ],
                 counts: [Cell::new(0), Cell::new(0)],
                 bytes: Cell::new(0),
             }
@@ -1042,13 +1101,18 @@ mod recycle {
         CACHE
             .try_with(|c| {
                 let i = slot as usize - 1;
-                let set = c.heads[i].get();
+                let mut list = 2 * i + 1;
+                let mut set = c.heads[list].get();
                 if set.is_null() {
-                    return None;
+                    list = 2 * i;
+                    set = c.heads[list].get();
+                    if set.is_null() {
+                        return None;
+                    }
                 }
                 // SAFETY: cached sets are valid and owned by the cache.
                 unsafe {
-                    c.heads[i].set((*set).hdr.next_sibling.cast());
+                    c.heads[list].set((*set).hdr.next_sibling.cast());
                     c.counts[i].set(c.counts[i].get() - 1);
                     c.bytes.set(c.bytes.get() - (*set).hdr.own_bytes);
                 }
@@ -1076,8 +1140,9 @@ mod recycle {
                             return false;
                         }
                     }
-                    (*set).hdr.next_sibling = c.heads[i].get().cast();
-                    c.heads[i].set(set);
+                    let list = 2 * i + usize::from(!(*set).keeper.is_null());
+                    (*set).hdr.next_sibling = c.heads[list].get().cast();
+                    c.heads[list].set(set);
                     c.counts[i].set(c.counts[i].get() + 1);
                     c.bytes.set(c.bytes.get() + (*set).hdr.own_bytes);
                 }

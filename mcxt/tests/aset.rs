@@ -262,6 +262,56 @@ fn dedicated_blocks_go_back_at_once_and_small_ones_at_reset() {
 }
 
 #[test]
+fn reset_frees_a_dedicated_block_taken_before_the_first_block() {
+    let ctx = root(AllocSetSizes::DEFAULT);
+    // SAFETY: chunks used while alive.
+    unsafe {
+        let header = ctx.mem_allocated(false);
+        // The dedicated block comes first, so the keeper is linked in
+        // front of it: the keeper is the list head but not alone.
+        let _big = ctx.alloc(20_000).unwrap();
+        let _small = ctx.alloc(8).unwrap();
+        assert_eq!(ctx.counters().blocks, 2);
+        let with_big = ctx.mem_allocated(false);
+        ctx.reset();
+        assert_eq!(ctx.counters().blocks, 1);
+        assert!(ctx.mem_allocated(false) < with_big - 20_000);
+        assert!(ctx.mem_allocated(false) > header);
+        ctx.delete();
+    }
+}
+
+#[test]
+fn reset_empties_every_free_list() {
+    let ctx = root(AllocSetSizes::DEFAULT);
+    // SAFETY: chunks used while alive, freed once.
+    unsafe {
+        for round in 0..3 {
+            // Chunks of many classes freed, so many lists are non-empty;
+            // after the reset none may hand out a chunk again: the next
+            // allocations come from the start of the keeper, in order.
+            let sizes = [1usize, 16, 24, 100, 200, 1000, 3000, 8000];
+            let chunks: Vec<_> = sizes.iter().map(|&s| ctx.alloc(s).unwrap()).collect();
+            for &p in &chunks {
+                raw::free(p).unwrap();
+            }
+            assert!(ctx.counters().free_chunks >= sizes.len(), "round {round}");
+            ctx.reset();
+            let c = ctx.counters();
+            assert_eq!(c.free_chunks, 0, "round {round}");
+            let a = ctx.alloc(8).unwrap();
+            let b = ctx.alloc(8).unwrap();
+            assert_eq!(
+                b.as_ptr() as usize - a.as_ptr() as usize,
+                raw::chunk_space(a).unwrap()
+            );
+            ctx.reset();
+        }
+        ctx.delete();
+    }
+}
+
+#[test]
 fn blocks_double_up_to_the_maximum() {
     let sizes = AllocSetSizes {
         min_context_size: 0,
@@ -440,6 +490,53 @@ fn deleted_standard_contexts_are_recycled() {
     }
     mcxt::release_recycled();
     assert_eq!(mcxt::recycled_bytes(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    feature = "checking",
+    ignore = "checking does not recycle contexts (stale handles must not find a live one)"
+)]
+fn recycled_contexts_that_kept_their_first_block_are_reused_first() {
+    mcxt::release_recycled();
+    // SAFETY: contexts used while alive, deleted once.
+    unsafe {
+        let header_only = {
+            let c = root(AllocSetSizes::DEFAULT);
+            let h = c.mem_allocated(false);
+            c.delete();
+            mcxt::release_recycled();
+            h
+        };
+        // A small context takes part of the budget, so that it is not a
+        // multiple of a default context's size ...
+        let small = root(AllocSetSizes::SMALL);
+        small.alloc(100).unwrap();
+        small.delete();
+        // ... and more used contexts than the budget keeps with their
+        // first block: the last ones deleted keep only their header.
+        let all: Vec<_> = (0..20)
+            .map(|_| {
+                let c = root(AllocSetSizes::DEFAULT);
+                c.alloc(100).unwrap();
+                c
+            })
+            .collect();
+        for c in all {
+            c.delete();
+        }
+        assert!(mcxt::recycled_bytes() <= mcxt::MAX_RECYCLED_BYTES);
+        // Reusing a context that still has its block costs no block
+        // allocation, and the cache's bytes go with it.
+        let before = mcxt::recycled_bytes();
+        let c = root(AllocSetSizes::DEFAULT);
+        let held = c.mem_allocated(false);
+        assert!(held > header_only, "a context with its first block");
+        assert_eq!(mcxt::recycled_bytes(), before - held);
+        c.delete();
+        assert_eq!(mcxt::recycled_bytes(), before);
+    }
+    mcxt::release_recycled();
 }
 
 #[test]
