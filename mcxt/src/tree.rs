@@ -410,6 +410,7 @@ unsafe fn reset_only_slow(ctx: *mut ContextHeader) {
             run_callbacks(ctx);
         }
         if (*ctx).kind == ContextKind::AllocSet {
+            before_kind_reset(ctx);
             aset::reset(ctx.cast());
             (*ctx).is_reset = true;
         } else {
@@ -595,10 +596,7 @@ pub(crate) unsafe fn is_empty(ctx: *mut ContextHeader) -> bool {
 unsafe fn kind_reset(ctx: *mut ContextHeader) {
     // SAFETY: the kind tag tells the real type of the context.
     unsafe {
-        #[cfg(feature = "checking")]
-        crate::checking::before_reset(ctx);
-        // First, so that what the kind rewinds stays accessible.
-        crate::instrument::context_reset(ctx);
+        before_kind_reset(ctx);
         match (*ctx).kind {
             ContextKind::AllocSet => aset::reset(ctx.cast()),
             ContextKind::Generation => generation::reset(ctx.cast()),
@@ -606,6 +604,19 @@ unsafe fn kind_reset(ctx: *mut ContextHeader) {
             ContextKind::Bump => bump::reset(ctx.cast()),
         }
     }
+}
+
+/// What the debugging layers do before a kind resets: `checking` verifies
+/// the live chunks, the sanitizer hooks end them (first, so that what the
+/// kind then rewinds stays accessible). Nothing without those features.
+#[inline(always)]
+unsafe fn before_kind_reset(ctx: *mut ContextHeader) {
+    #[cfg(feature = "checking")]
+    // SAFETY: `ctx` is live (callers).
+    unsafe {
+        crate::checking::before_reset(ctx)
+    };
+    crate::instrument::context_reset(ctx);
 }
 
 /// Frees `ctx` itself (unlinked, childless, callbacks run).
