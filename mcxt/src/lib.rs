@@ -77,6 +77,17 @@
 //!   context recycling. Without it the crate is `no_std` + `alloc`.
 //! * `serde`: `Serialize` for stats.
 //! * `nightly`: core's unstable `Allocator` for `&Context`.
+//! * `checking`: debug checking, PostgreSQL's `MEMORY_CONTEXT_CHECKING` and
+//!   more: sentinels past every chunk, freed memory clobbered, fresh memory
+//!   randomised, double frees, foreign pointers, bump-chunk frees and
+//!   deleted contexts detected and reported (see the `checking` module).
+//! * `valgrind`, `asan`: describe chunks to Valgrind memcheck (memory-pool
+//!   client requests) or AddressSanitizer (poisoning), so a read of a freed
+//!   chunk is reported by the tool.
+//!
+//! [`raw::MemoryContext::check`] (PostgreSQL's `MemoryContextCheck`) walks
+//! a subtree and verifies every block, chunk header and byte count, in any
+//! build; see [`CheckSummary`].
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![cfg_attr(feature = "nightly", feature(allocator_api))]
