@@ -414,6 +414,37 @@ struct Checked {
     ctx: *mut ContextHeader,
 }
 
+/// The requested size in the live check word of `chunk`; a freed or
+/// damaged word is reported (at `reported`, the caller's pointer) and
+/// refused.
+///
+/// # Safety
+/// `chunk - 16 .. chunk` readable.
+unsafe fn live_word(
+    chunk: *mut u8,
+    reported: *mut u8,
+    hdr: Header,
+    what: &'static str,
+    size: usize,
+) -> Result<usize, Error> {
+    // SAFETY: caller contract.
+    match unsafe { read_word(chunk) } {
+        CheckWord::Live(n) => Ok(n),
+        CheckWord::Freed(_) => {
+            report_chunk(Problem::DoubleFree, "?", reported, None, None);
+            Err(Error::new(ErrorKind::DoubleFree, "?", size))
+        }
+        CheckWord::Garbage(_) => {
+            report_chunk(Problem::CorruptChunk { what }, "?", reported, None, None);
+            Err(Error::new(
+                ErrorKind::BadPointer { header: hdr.0 },
+                "?",
+                size,
+            ))
+        }
+    }
+}
+
 /// Checks that `p` is a live chunk that may be freed or resized:
 /// reports and returns an error otherwise.
 ///
@@ -451,29 +482,13 @@ unsafe fn check_live(p: *mut u8, operation: &'static str, size: usize) -> Result
                 ));
             }
             Some(KindId::AlignedRedirect) => {
-                match read_word(p) {
-                    CheckWord::Live(_) => {}
-                    CheckWord::Freed(_) => {
-                        report_chunk(Problem::DoubleFree, "?", p, None, None);
-                        return Err(Error::new(ErrorKind::DoubleFree, "?", size));
-                    }
-                    CheckWord::Garbage(_) => {
-                        report_chunk(
-                            Problem::CorruptChunk {
-                                what: "check word of an aligned chunk overwritten",
-                            },
-                            "?",
-                            p,
-                            None,
-                            None,
-                        );
-                        return Err(Error::new(
-                            ErrorKind::BadPointer { header: hdr.0 },
-                            "?",
-                            size,
-                        ));
-                    }
-                }
+                live_word(
+                    p,
+                    p,
+                    hdr,
+                    "check word of an aligned chunk overwritten",
+                    size,
+                )?;
                 base = crate::aligned::unaligned(p, hdr);
                 hdr = read_header(base);
             }
@@ -493,29 +508,13 @@ unsafe fn check_live(p: *mut u8, operation: &'static str, size: usize) -> Result
                 size,
             ));
         }
-        let requested = match read_word(base) {
-            CheckWord::Live(n) => n,
-            CheckWord::Freed(_) => {
-                report_chunk(Problem::DoubleFree, "?", p, None, None);
-                return Err(Error::new(ErrorKind::DoubleFree, "?", size));
-            }
-            CheckWord::Garbage(_) => {
-                report_chunk(
-                    Problem::CorruptChunk {
-                        what: "check word overwritten (or not a chunk)",
-                    },
-                    "?",
-                    p,
-                    None,
-                    None,
-                );
-                return Err(Error::new(
-                    ErrorKind::BadPointer { header: hdr.0 },
-                    "?",
-                    size,
-                ));
-            }
-        };
+        let requested = live_word(
+            base,
+            p,
+            hdr,
+            "check word overwritten (or not a chunk)",
+            size,
+        )?;
         let ctx = raw::chunk_context_dispatch(base, hdr);
         if !context_is_live(ctx, operation) {
             return Err(deleted_context_error(size));
