@@ -414,6 +414,19 @@ struct Checked {
     ctx: *mut ContextHeader,
 }
 
+/// Reports `p` as a pointer mcxt did not allocate; the error to return.
+#[cold]
+fn foreign(p: *mut u8, hdr: Header, size: usize) -> Error {
+    report_chunk(
+        Problem::ForeignPointer { header: hdr.0 },
+        "?",
+        p,
+        None,
+        None,
+    );
+    Error::new(ErrorKind::BadPointer { header: hdr.0 }, "?", size)
+}
+
 /// The requested size in the live check word of `chunk`; a freed or
 /// damaged word is reported (at `reported`, the caller's pointer) and
 /// refused.
@@ -458,18 +471,7 @@ unsafe fn check_live(p: *mut u8, operation: &'static str, size: usize) -> Result
         let mut base = p;
         match hdr.kind() {
             None => {
-                report_chunk(
-                    Problem::ForeignPointer { header: hdr.0 },
-                    "?",
-                    p,
-                    None,
-                    None,
-                );
-                return Err(Error::new(
-                    ErrorKind::BadPointer { header: hdr.0 },
-                    "?",
-                    size,
-                ));
+                return Err(foreign(p, hdr, size));
             }
             Some(KindId::Bump) => {
                 report_chunk(Problem::BumpChunk { operation }, "?", p, None, None);
@@ -495,18 +497,7 @@ unsafe fn check_live(p: *mut u8, operation: &'static str, size: usize) -> Result
             Some(_) => {}
         }
         if hdr.is_external() && !hdr.external_magic_ok() {
-            report_chunk(
-                Problem::ForeignPointer { header: hdr.0 },
-                "?",
-                p,
-                None,
-                None,
-            );
-            return Err(Error::new(
-                ErrorKind::BadPointer { header: hdr.0 },
-                "?",
-                size,
-            ));
+            return Err(foreign(p, hdr, size));
         }
         let requested = live_word(
             base,
