@@ -215,8 +215,9 @@ extern void MemoryContextStats(MemoryContext context);
 
 /*
  * Checks the tree under context and prints a WARNING to stderr for each
- * problem found.  For now it walks the tree and verifies links and byte
- * accounting (not the chunks themselves).
+ * problem found: links, byte accounting, every block and chunk header;
+ * with a library built with the `checking` feature, also every chunk's
+ * sentinels and the clobber pattern of freed chunks.
  */
 extern void MemoryContextCheck(MemoryContext context);
 
