@@ -72,7 +72,13 @@ unsafe fn alloc_over_aligned(
         // SAFETY: the kind tag names the real type.
         return unsafe {
             crate::critical::check(ctx, size)?;
-            crate::bump::alloc_aligned(ctx.cast(), size, align, flags)
+            let p = crate::bump::alloc_aligned(ctx.cast(), size, align, flags)?;
+            // Not through the allocation dispatch: describe it here.
+            #[cfg(any(feature = "valgrind", feature = "asan"))]
+            if size != 0 {
+                crate::instrument::chunk_allocated(ctx, p.as_ptr(), size);
+            }
+            Ok(p)
         };
     }
     // Room for the redirect header (and, with `checking`, its check word)

@@ -493,6 +493,7 @@ unsafe fn carve_remainder(set: *mut AllocSet) {
             #[cfg(feature = "checking")]
             crate::checking::carved_free(chunk, class_size(class));
             let fc = chunk.cast::<FreeChunk>();
+            crate::instrument::make_accessible(chunk, size_of::<FreeChunk>());
             (*fc).next = (*set).freelist[class];
             (*set).freelist[class] = fc;
             (*set).maybe_free |= 1 << class;

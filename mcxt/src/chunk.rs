@@ -172,6 +172,9 @@ pub(crate) unsafe fn read_header(ptr: *const u8) -> Header {
 /// `ptr - 8 .. ptr` must be writable memory owned by the caller's chunk.
 #[inline(always)]
 pub(crate) unsafe fn write_header(ptr: *mut u8, header: Header) {
+    // The whole chunk header (check word included) may lie in a region a
+    // reset closed to the sanitizers.
+    crate::instrument::make_accessible(ptr.wrapping_sub(CHUNK_HDR_SIZE), CHUNK_HDR_SIZE);
     // SAFETY: guaranteed by the caller; chunk pointers are 8-aligned.
     unsafe { ptr.sub(HEADER_WORD).cast::<u64>().write(header.0) }
 }

@@ -44,6 +44,7 @@ mod valgrind {
     pub(super) const MEMPOOL_CHANGE: usize = 0x1309;
     /// memcheck's tool base: ('M' << 24) | ('C' << 16).
     const MEMCHECK: usize = (b'M' as usize) << 24 | (b'C' as usize) << 16;
+    pub(super) const MAKE_MEM_NOACCESS: usize = MEMCHECK;
     pub(super) const MAKE_MEM_DEFINED: usize = MEMCHECK + 2;
 
     /// Issues a client request; returns `default` when not under Valgrind.
@@ -139,13 +140,18 @@ pub(crate) fn chunk_freed(ctx: *mut ContextHeader, p: *mut u8, capacity: usize) 
 #[inline(always)]
 pub(crate) fn chunk_resized(ctx: *mut ContextHeader, p: *mut u8, size: usize) {
     #[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
-    valgrind::request(
-        valgrind::MEMPOOL_CHANGE,
-        ctx as usize,
-        p as usize,
-        p as usize,
-        size,
-    );
+    {
+        valgrind::request(
+            valgrind::MEMPOOL_CHANGE,
+            ctx as usize,
+            p as usize,
+            p as usize,
+            size,
+        );
+        // The change updates the record, not the bytes' state: a chunk
+        // grown in place over memory closed by a reset must be opened.
+        valgrind::request(valgrind::MAKE_MEM_DEFINED, p as usize, size, 0, 0);
+    }
     #[cfg(feature = "asan")]
     // SAFETY: the runtime only updates its shadow memory.
     unsafe {
@@ -182,4 +188,21 @@ pub(crate) unsafe fn rewound(p: *mut u8, len: usize) {
     unsafe {
         crate::checking::clobber(p, len)
     };
+    // The old chunks stay out of bounds for callers: a read of a chunk
+    // from before the reset is reported. The allocator opens each header
+    // as it carves (`chunk::write_header`), the hooks each new chunk.
+    make_inaccessible(p, len);
+}
+
+/// `[p, p + len)` holds no chunk: callers may not touch it.
+#[inline(always)]
+pub(crate) fn make_inaccessible(p: *mut u8, len: usize) {
+    #[cfg(all(feature = "valgrind", target_arch = "x86_64"))]
+    valgrind::request(valgrind::MAKE_MEM_NOACCESS, p as usize, len, 0, 0);
+    #[cfg(feature = "asan")]
+    // SAFETY: the runtime only updates its shadow memory.
+    unsafe {
+        asan::__asan_poison_memory_region(p, len)
+    };
+    let _ = (p, len);
 }
