@@ -47,15 +47,17 @@ mod valgrind {
     pub(super) const MAKE_MEM_NOACCESS: usize = MEMCHECK;
     pub(super) const MAKE_MEM_DEFINED: usize = MEMCHECK + 2;
 
-    /// Issues a client request; returns `default` when not under Valgrind.
+    /// Issues a client request; returns 0 when not under Valgrind.
+    ///
+    /// The "special instruction preamble" rotates rdi by 128 bits in all
+    /// (leaving it unchanged) and `xchg rbx, rbx` is a no-op on real
+    /// hardware; Valgrind recognises the sequence, reads the six words at
+    /// rax and writes its answer to rdx.
     #[inline(always)]
     pub(super) fn request(code: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> usize {
         let args: [usize; 6] = [code, a1, a2, a3, a4, 0];
         let result: usize;
-        // SAFETY: the "special instruction preamble" rotates rdi by 128
-        // bits in all (unchanged) and `xchg rbx, rbx` is a no-op on real
-        // hardware; Valgrind recognises the sequence, reads the six words
-        // at rax and writes its answer to rdx. Only flags change.
+        // SAFETY: the sequence changes only flags and rdx (declared).
         unsafe {
             core::arch::asm!(
                 "rol rdi, 3",

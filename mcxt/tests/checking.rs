@@ -60,6 +60,7 @@ fn freeable_kinds() -> Vec<(ContextSpec, usize)> {
 fn a_write_past_the_end_is_reported_on_free_in_every_kind() {
     for (spec, size) in freeable_kinds() {
         let c = ctx("overrun", spec);
+        // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
         let r = reports_of(|| unsafe {
             let p = c.alloc(size).unwrap();
             assert_eq!(*p.as_ptr().add(size), SENTINEL_BYTE);
@@ -80,6 +81,7 @@ fn a_write_past_the_end_is_reported_on_free_in_every_kind() {
 #[test]
 fn a_write_past_the_end_is_reported_on_realloc_reset_delete_and_check() {
     let c = aset("overrun");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c.alloc(10).unwrap();
         *p.as_ptr().add(11) = 1;
@@ -117,6 +119,7 @@ fn a_write_past_the_end_is_reported_on_realloc_reset_delete_and_check() {
 #[test]
 fn aligned_chunks_are_guarded_too() {
     let c = aset("aligned");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c
             .alloc_aligned(100, 256, AllocFlags::empty())
@@ -142,6 +145,7 @@ fn a_write_to_a_freed_chunk_is_reported_when_it_is_reused_and_by_check() {
         },
     ] {
         let c = ctx("uaf", spec);
+        // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
         let r = reports_of(|| unsafe {
             // A neighbour keeps the block in use (an empty slab block
             // leaves the walk's lists until it is reused).
@@ -180,6 +184,7 @@ fn a_double_free_is_reported_and_refused() {
     // it reads freed memory, which only Valgrind or ASan can catch.)
     for (spec, size) in freeable_kinds().into_iter().filter(|&(_, n)| n < 1000) {
         let c = ctx("twice", spec);
+        // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
         let r = reports_of(|| unsafe {
             let keep = c.alloc(size).unwrap();
             let p = c.alloc(size).unwrap();
@@ -207,6 +212,7 @@ fn a_double_free_is_reported_and_refused() {
 
 #[test]
 fn a_foreign_pointer_is_reported_and_refused() {
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         // Zeroed memory and a pointer from the global allocator.
         let zeroed = [0u64; 4];
@@ -232,6 +238,7 @@ fn a_foreign_pointer_is_reported_and_refused() {
 #[test]
 fn a_write_before_the_chunk_is_caught_before_its_header_is_trusted() {
     let c = aset("underrun");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c.alloc(32).unwrap();
         // One byte before the chunk: the top byte of its header word (the
@@ -252,6 +259,7 @@ fn a_write_before_the_chunk_is_caught_before_its_header_is_trusted() {
 #[test]
 fn free_realloc_and_chunk_queries_on_a_bump_chunk_are_reported_and_refused() {
     let c = ctx("bump", ContextSpec::Bump(BlockSizes::DEFAULT));
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c.alloc(24).unwrap();
         assert!(raw::free(p).is_err());
@@ -283,6 +291,7 @@ fn free_realloc_and_chunk_queries_on_a_bump_chunk_are_reported_and_refused() {
 
 #[test]
 fn a_deleted_context_is_reported_and_left_alone() {
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let top = aset("top");
         let gone = MemoryContext::new_alloc_set(Some(top), "gone", AllocSetSizes::SMALL).unwrap();
@@ -323,6 +332,7 @@ fn a_deleted_context_is_reported_and_left_alone() {
 #[test]
 fn fresh_memory_is_filled_with_a_non_zero_pattern_unless_zeroing_is_asked() {
     let c = aset("fill");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c.alloc(1000).unwrap();
         let bytes = std::slice::from_raw_parts(p.as_ptr(), 1000);
@@ -350,6 +360,7 @@ fn fresh_memory_is_filled_with_a_non_zero_pattern_unless_zeroing_is_asked() {
 #[test]
 fn reset_clobbers_the_kept_block() {
     let c = aset("wipe");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let p = c.alloc(100).unwrap();
         c.reset();
@@ -364,6 +375,7 @@ fn reset_clobbers_the_kept_block() {
 #[test]
 fn check_walks_every_kind_and_counts_chunks() {
     let top = aset("top");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     let r = reports_of(|| unsafe {
         let mut live = 0;
         let mut freed = 0;
@@ -407,6 +419,7 @@ fn check_walks_every_kind_and_counts_chunks() {
 fn a_deep_chain_is_checked_without_recursion() {
     const DEPTH: usize = if cfg!(miri) { 100 } else { 20_000 };
     let top = aset("top");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     unsafe {
         let mut c = top;
         for _ in 0..DEPTH {
@@ -451,6 +464,7 @@ fn the_default_handler_prints_and_aborts() {
 fn double_free_with_the_default_handler() {
     set_report_handler(None);
     let c = aset("abort");
+    // SAFETY: chunks are used while live; each deliberate mistake touches memory the context still owns.
     unsafe {
         let p = c.alloc(16).unwrap();
         raw::free(p).unwrap();
