@@ -314,15 +314,6 @@ pub(crate) fn deleted_context_error(size: usize) -> Error {
 // ---------------------------------------------------------------------
 // The allocation layer
 
-/// Capacity of a chunk as the kind sees it (header excluded).
-///
-/// # Safety
-/// `p` a live chunk of a kind with headers, `hdr` its header.
-unsafe fn kind_capacity(p: *mut u8, hdr: Header) -> usize {
-    // SAFETY: caller contract.
-    unsafe { raw::chunk_capacity_dispatch(p, hdr) }
-}
-
 /// Verifies the sentinels of a live chunk.
 ///
 /// # Safety
@@ -397,7 +388,7 @@ pub(crate) unsafe fn alloc(
         let p = raw::alloc_dispatch(ctx, kind, request, flags | AllocFlags::HUGE)
             .map_err(|e| Error { size, ..e })?;
         let ptr = p.as_ptr();
-        let capacity = kind_capacity(ptr, read_header(ptr));
+        let capacity = raw::chunk_capacity_dispatch(ptr, read_header(ptr));
         take(ptr, size, capacity, name);
         Ok(p)
     }
@@ -510,7 +501,7 @@ unsafe fn check_live(p: *mut u8, operation: &'static str, size: usize) -> Result
         if !context_is_live(ctx, operation) {
             return Err(deleted_context_error(size));
         }
-        let capacity = kind_capacity(base, hdr);
+        let capacity = raw::chunk_capacity_dispatch(base, hdr);
         verify_sentinels(base, requested, capacity, (*ctx).name);
         Ok(Checked {
             base,
@@ -621,7 +612,7 @@ pub(crate) unsafe fn carved_free(p: *mut u8, capacity: usize) {
 pub(crate) unsafe fn place_aligned(base: *mut u8, aligned: *mut u8, size: usize) {
     // SAFETY: caller contract.
     unsafe {
-        let capacity = kind_capacity(base, read_header(base));
+        let capacity = raw::chunk_capacity_dispatch(base, read_header(base));
         let end = aligned as usize - base as usize + size;
         write_word(base, CheckWord::Live(end));
         write_word(aligned, CheckWord::Live(size));

@@ -591,6 +591,17 @@ pub unsafe fn free(ptr: NonNull<u8>) -> Result<(), Error> {
     }
 }
 
+/// A header of a kind with chunk headers whose external magic, if any, is
+/// intact: the sanitizer hooks may follow it to the context and size.
+#[cfg(any(feature = "valgrind", feature = "asan"))]
+#[inline(always)]
+fn is_sound_chunk_header(hdr: Header) -> bool {
+    matches!(
+        hdr.kind(),
+        Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
+    ) && (!hdr.is_external() || hdr.external_magic_ok())
+}
+
 /// `free` by the chunk's kind, without the `checking` layer.
 ///
 /// # Safety
@@ -601,11 +612,7 @@ pub(crate) unsafe fn free_dispatch(p: *mut u8, hdr: Header) -> Result<(), Error>
     // SAFETY: caller contract; the chunk's context and size are read
     // before the kind frees it.
     unsafe {
-        if matches!(
-            hdr.kind(),
-            Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
-        ) && (!hdr.is_external() || hdr.external_magic_ok())
-        {
+        if is_sound_chunk_header(hdr) {
             // Before the kind frees it: the kind may give the block back
             // or rewind it (kinds make accessible what they write).
             let ctx = chunk_context_dispatch(p, hdr);
@@ -697,11 +704,7 @@ unsafe fn realloc_flags(
     // so that every chunk comes and goes through the hooked paths.
     unsafe {
         let hdr = read_header(p);
-        if matches!(
-            hdr.kind(),
-            Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
-        ) && (!hdr.is_external() || hdr.external_magic_ok())
-        {
+        if is_sound_chunk_header(hdr) {
             let ctx = chunk_context_dispatch(p, hdr);
             let capacity = chunk_capacity_dispatch(p, hdr);
             if hdr.kind() == Some(KindId::Slab) {
