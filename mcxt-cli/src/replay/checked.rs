@@ -139,7 +139,8 @@ impl<B: Backend> Backend for Checked<B> {
     /// is passed on to the wrapped backend.
     unsafe fn create(&mut self, ctx: CtxId, parent: Option<CtxId>, spec: u32) {
         self.tick();
-        self.shadow.create(ctx, parent);
+        // SAFETY: the trace's ids (forwarded contract).
+        unsafe { self.shadow.create(ctx, parent) };
         // SAFETY: forwarded contract.
         unsafe { self.inner.create(ctx, parent, spec) }
     }
@@ -172,7 +173,8 @@ impl<B: Backend> Backend for Checked<B> {
                 )
             });
         }
-        self.shadow.add_chunk(chunk, ctx, Meta { size, align });
+        // SAFETY: the trace's ids (forwarded contract).
+        unsafe { self.shadow.add_chunk(chunk, ctx, Meta { size, align }) };
     }
 
     /// # Safety
@@ -180,7 +182,8 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn realloc(&mut self, chunk: ChunkId, size: usize, flags: Flags) {
         self.tick();
         let op = self.op();
-        let meta = self.shadow.payload(chunk);
+        // SAFETY: a live chunk (forwarded contract).
+        let meta = unsafe { self.shadow.payload(chunk) };
         Self::verify(
             &self.inner,
             &mut self.report,
@@ -204,7 +207,8 @@ impl<B: Backend> Backend for Checked<B> {
             "by repalloc",
         );
         Self::with_bytes(&self.inner, chunk, size, |buf| check::fill(chunk, buf));
-        self.shadow.set_payload(chunk, Meta { size, ..meta });
+        // SAFETY: a live chunk (forwarded contract).
+        unsafe { self.shadow.set_payload(chunk, Meta { size, ..meta }) };
     }
 
     /// # Safety
@@ -212,7 +216,8 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn free(&mut self, chunk: ChunkId) {
         self.tick();
         let op = self.op();
-        let meta = self.shadow.remove_chunk(chunk);
+        // SAFETY: a live chunk (forwarded contract).
+        let meta = unsafe { self.shadow.remove_chunk(chunk) };
         Self::verify(
             &self.inner,
             &mut self.report,
@@ -230,8 +235,11 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn reset(&mut self, ctx: CtxId) {
         self.tick();
         let op = self.op();
-        self.shadow
-            .reset(ctx, Self::dying(&self.inner, &mut self.report, op));
+        // SAFETY: a live context (forwarded contract).
+        unsafe {
+            self.shadow
+                .reset(ctx, Self::dying(&self.inner, &mut self.report, op))
+        };
         // SAFETY: forwarded contract.
         unsafe { self.inner.reset(ctx) }
     }
@@ -241,8 +249,11 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn reset_only(&mut self, ctx: CtxId) {
         self.tick();
         let op = self.op();
-        self.shadow
-            .reset_only(ctx, Self::dying(&self.inner, &mut self.report, op));
+        // SAFETY: a live context (forwarded contract).
+        unsafe {
+            self.shadow
+                .reset_only(ctx, Self::dying(&self.inner, &mut self.report, op))
+        };
         // SAFETY: forwarded contract.
         unsafe { self.inner.reset_only(ctx) }
     }
@@ -252,8 +263,11 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn delete_children(&mut self, ctx: CtxId) {
         self.tick();
         let op = self.op();
-        self.shadow
-            .delete_children(ctx, Self::dying(&self.inner, &mut self.report, op));
+        // SAFETY: a live context (forwarded contract).
+        unsafe {
+            self.shadow
+                .delete_children(ctx, Self::dying(&self.inner, &mut self.report, op))
+        };
         // SAFETY: forwarded contract.
         unsafe { self.inner.delete_children(ctx) }
     }
@@ -263,8 +277,11 @@ impl<B: Backend> Backend for Checked<B> {
     unsafe fn delete(&mut self, ctx: CtxId) {
         self.tick();
         let op = self.op();
-        self.shadow
-            .delete(ctx, Self::dying(&self.inner, &mut self.report, op));
+        // SAFETY: a live context (forwarded contract).
+        unsafe {
+            self.shadow
+                .delete(ctx, Self::dying(&self.inner, &mut self.report, op))
+        };
         // SAFETY: forwarded contract.
         unsafe { self.inner.delete(ctx) }
     }
@@ -273,7 +290,8 @@ impl<B: Backend> Backend for Checked<B> {
     /// As [`Checked::create`].
     unsafe fn set_parent(&mut self, ctx: CtxId, parent: Option<CtxId>) {
         self.tick();
-        self.shadow.set_parent(ctx, parent);
+        // SAFETY: live contexts (forwarded contract).
+        unsafe { self.shadow.set_parent(ctx, parent) };
         // SAFETY: forwarded contract.
         unsafe { self.inner.set_parent(ctx, parent) }
     }

@@ -18,7 +18,7 @@ use mcxt::raw::{self, MemoryContext};
 use mcxt::{AllocFlags, BlockSizes, ContextSpec};
 use mcxt_trace::{ChunkId, ContextKind, CreateSpec, CtxId, Flags};
 
-use super::tree::prefaulted;
+use super::table::{prefaulted, IdTable};
 use super::{Backend, ValidTrace};
 
 /// How mcxt creates a context of the trace: the mcxt kind with its
@@ -174,8 +174,8 @@ fn failed(what: &str, e: Option<mcxt::Error>) -> ! {
 /// The mcxt backend (see the [module docs](self)).
 #[derive(Debug)]
 pub struct McxtBackend {
-    ctxs: Vec<Option<MemoryContext>>,
-    chunks: Vec<Option<NonNull<u8>>>,
+    ctxs: IdTable<Option<MemoryContext>>,
+    chunks: IdTable<Option<NonNull<u8>>>,
     /// Per `C` line (indexed by `spec`): what to create, and the name.
     specs: Vec<(ContextSpec, &'static str)>,
     roots: Roots,
@@ -183,25 +183,48 @@ pub struct McxtBackend {
 }
 
 impl McxtBackend {
+    /// The handle of a live context, looked up without checks.
+    ///
+    /// # Safety
+    /// `ctx` is a context of the trace that was created and not deleted
+    /// (the [backend contract](Backend#contract-of-the-unsafe-methods)).
     #[inline(always)]
-    fn context(&self, ctx: CtxId) -> MemoryContext {
-        match self.ctxs[ctx as usize] {
-            Some(c) => c,
-            None => failed("context lookup", None),
+    unsafe fn context(&self, ctx: CtxId) -> MemoryContext {
+        // SAFETY: caller contract: in the table, and created, so `Some`.
+        unsafe { self.ctxs.at(ctx).unwrap_unchecked() }
+    }
+
+    /// The handle of a root context (untimed paths; checked).
+    fn root_context(&self, ctx: CtxId) -> MemoryContext {
+        match self.ctxs.get(ctx) {
+            Some(Some(c)) => *c,
+            _ => failed("root context lookup", None),
         }
     }
 
+    /// The pointer of a live chunk, looked up without checks.
+    ///
+    /// # Safety
+    /// `chunk` is a live chunk of the trace (the backend contract).
     #[inline(always)]
-    fn chunk(&self, chunk: ChunkId) -> NonNull<u8> {
-        match self.chunks[chunk as usize] {
-            Some(p) => p,
-            None => failed("chunk lookup", None),
-        }
+    unsafe fn chunk(&self, chunk: ChunkId) -> NonNull<u8> {
+        // SAFETY: caller contract: in the table, and allocated, so `Some`.
+        unsafe { self.chunks.at(chunk).unwrap_unchecked() }
+    }
+
+    /// Records the pointer of chunk `chunk`.
+    ///
+    /// # Safety
+    /// `chunk` is a chunk id of the trace (below its chunk count).
+    #[inline(always)]
+    unsafe fn set_chunk(&mut self, chunk: ChunkId, p: NonNull<u8>) {
+        // SAFETY: caller contract.
+        unsafe { *self.chunks.at_mut(chunk) = Some(p) }
     }
 
     /// The live root contexts, in no particular order.
     pub fn roots(&self) -> impl Iterator<Item = MemoryContext> + '_ {
-        self.roots.list.iter().map(|&r| self.context(r))
+        self.roots.list.iter().map(|&r| self.root_context(r))
     }
 
     /// Bytes held by the root contexts' subtrees, without the recycled
@@ -213,7 +236,7 @@ impl McxtBackend {
             .map(|&r| {
                 // SAFETY: a context in the root set is alive (it was created
                 // and not deleted, per the backend contract).
-                unsafe { self.context(r).mem_allocated(true) as u64 }
+                unsafe { self.root_context(r).mem_allocated(true) as u64 }
             })
             .sum()
     }
@@ -232,7 +255,7 @@ impl McxtBackend {
         for r in self.root_ids() {
             // SAFETY: roots are alive; writing to a String does not touch
             // the context tree.
-            unsafe { self.context(r).write_stats(out, 100, 100)? };
+            unsafe { self.root_context(r).write_stats(out, 100, 100)? };
         }
         Ok(())
     }
@@ -244,7 +267,7 @@ impl McxtBackend {
         let mut out = Vec::new();
         let mut stack: Vec<(MemoryContext, usize)> = Vec::new();
         for r in self.root_ids().into_iter().rev() {
-            stack.push((self.context(r), 0));
+            stack.push((self.root_context(r), 0));
         }
         while let Some((c, depth)) = stack.pop() {
             // SAFETY: `c` is a root or a child of a live context listed
@@ -309,8 +332,8 @@ impl Backend for McxtBackend {
             })
             .count();
         McxtBackend {
-            ctxs: prefaulted(trace.n_contexts as usize, None),
-            chunks: prefaulted(trace.n_chunks as usize, None),
+            ctxs: IdTable::new(trace.n_contexts as usize, None),
+            chunks: IdTable::new(trace.n_chunks as usize, None),
             specs,
             roots: Roots {
                 list: Vec::with_capacity(n_roots),
@@ -325,11 +348,14 @@ impl Backend for McxtBackend {
     #[inline]
     unsafe fn create(&mut self, ctx: CtxId, parent: Option<CtxId>, spec: u32) {
         let (what, name) = self.specs[spec as usize];
-        let parent_ctx = parent.map(|p| self.context(p));
-        // SAFETY: the parent is alive (contract).
-        match unsafe { MemoryContext::create(parent_ctx, name, what) } {
-            Ok(c) => self.ctxs[ctx as usize] = Some(c),
-            Err(e) => failed("context creation", Some(e)),
+        // SAFETY: the parent is alive and `ctx` is a context id of the
+        // trace (contract).
+        unsafe {
+            let parent_ctx = parent.map(|p| self.context(p));
+            match MemoryContext::create(parent_ctx, name, what) {
+                Ok(c) => *self.ctxs.at_mut(ctx) = Some(c),
+                Err(e) => failed("context creation", Some(e)),
+            }
         }
         if parent.is_none() {
             self.roots.insert(ctx);
@@ -340,9 +366,9 @@ impl Backend for McxtBackend {
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline(always)]
     unsafe fn alloc(&mut self, chunk: ChunkId, ctx: CtxId, size: usize, flags: Flags, align: u32) {
-        let c = self.context(ctx);
         // SAFETY: the context is alive (contract).
         let r = unsafe {
+            let c = self.context(ctx);
             if align != 0 {
                 c.alloc_aligned(size, align as usize, alloc_flags(flags))
             } else if flags.is_empty() {
@@ -351,35 +377,37 @@ impl Backend for McxtBackend {
                 c.alloc_extended(size, alloc_flags(flags))
             }
         };
-        self.chunks[chunk as usize] = match r {
-            Ok(Some(p)) => Some(p),
+        let p = match r {
+            Ok(Some(p)) => p,
             Ok(None) => failed("alloc", None),
             Err(e) => failed("alloc", Some(e)),
         };
+        // SAFETY: a chunk id of the trace (contract).
+        unsafe { self.set_chunk(chunk, p) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn realloc(&mut self, chunk: ChunkId, size: usize, flags: Flags) {
-        let p = self.chunk(chunk);
         // SAFETY: the chunk is live (contract); only the new pointer is
         // kept.
-        let r = unsafe { raw::realloc_extended(p, size, alloc_flags(flags)) };
-        self.chunks[chunk as usize] = match r {
-            Ok(Some(p)) => Some(p),
+        let r = unsafe { raw::realloc_extended(self.chunk(chunk), size, alloc_flags(flags)) };
+        let p = match r {
+            Ok(Some(p)) => p,
             Ok(None) => failed("realloc", None),
             Err(e) => failed("realloc", Some(e)),
         };
+        // SAFETY: a chunk id of the trace (contract).
+        unsafe { self.set_chunk(chunk, p) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline(always)]
     unsafe fn free(&mut self, chunk: ChunkId) {
-        let p = self.chunk(chunk);
         // SAFETY: the chunk is live and never used again (contract).
-        if let Err(e) = unsafe { raw::free(p) } {
+        if let Err(e) = unsafe { raw::free(self.chunk(chunk)) } {
             failed("free", Some(e));
         }
     }
@@ -422,10 +450,11 @@ impl Backend for McxtBackend {
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn set_parent(&mut self, ctx: CtxId, parent: Option<CtxId>) {
-        let c = self.context(ctx);
-        let p = parent.map(|p| self.context(p));
         // SAFETY: both alive (contract).
-        if let Err(e) = unsafe { c.set_parent(p) } {
+        if let Err(e) = unsafe {
+            self.context(ctx)
+                .set_parent(parent.map(|p| self.context(p)))
+        } {
             failed("set_parent", Some(e));
         }
         match parent {
@@ -436,7 +465,7 @@ impl Backend for McxtBackend {
 
     fn finish(&mut self) {
         while let Some(&r) = self.roots.list.last() {
-            let c = self.context(r);
+            let c = self.root_context(r);
             // SAFETY: roots are alive; after this nothing of the trace's
             // replay is used again (the next replay starts from `C` lines).
             unsafe { c.delete() };
@@ -451,7 +480,7 @@ impl Backend for McxtBackend {
     }
 
     fn chunk_ptr(&self, chunk: ChunkId) -> Option<NonNull<u8>> {
-        self.chunks[chunk as usize]
+        self.chunks.get(chunk).copied().flatten()
     }
 
     fn substituted_kinds(&self) -> Vec<&'static str> {

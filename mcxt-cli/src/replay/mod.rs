@@ -32,6 +32,7 @@ pub mod mimalloc;
 pub mod nocontext;
 pub mod null;
 pub mod program;
+pub mod table;
 pub mod tree;
 
 use std::fmt;

@@ -147,7 +147,8 @@ impl<S: SysAlloc> Backend for NoContext<S> {
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn create(&mut self, ctx: CtxId, parent: Option<CtxId>, _spec: u32) {
-        self.tree.create(ctx, parent);
+        // SAFETY: the trace's ids (contract).
+        unsafe { self.tree.create(ctx, parent) }
     }
 
     /// # Safety
@@ -158,14 +159,16 @@ impl<S: SysAlloc> Backend for NoContext<S> {
         if p.is_null() {
             p = Self::get_retry(size, align as usize, flags.zero());
         }
-        self.tree.add_chunk(chunk, ctx, Slot { ptr: p, align });
+        // SAFETY: the trace's ids (contract).
+        unsafe { self.tree.add_chunk(chunk, ctx, Slot { ptr: p, align }) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn realloc(&mut self, chunk: ChunkId, size: usize, _flags: Flags) {
-        let slot = self.tree.payload(chunk);
+        // SAFETY: a live chunk (contract).
+        let slot = unsafe { self.tree.payload(chunk) };
         let size = size.max(1);
         // SAFETY: the chunk is live (contract) and was allocated with
         // `slot.align`; only the new pointer is kept.
@@ -179,64 +182,60 @@ impl<S: SysAlloc> Backend for NoContext<S> {
         if p.is_null() {
             out_of_memory(S::NAME, size);
         }
-        self.tree.set_payload(chunk, Slot { ptr: p, ..slot });
+        // SAFETY: a live chunk (contract).
+        unsafe { self.tree.set_payload(chunk, Slot { ptr: p, ..slot }) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline(always)]
     unsafe fn free(&mut self, chunk: ChunkId) {
-        let slot = self.tree.remove_chunk(chunk);
         // SAFETY: the chunk is live and never used again (contract).
-        unsafe { Self::release(slot) }
+        unsafe { Self::release(self.tree.remove_chunk(chunk)) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline(always)]
     unsafe fn reset(&mut self, ctx: CtxId) {
-        self.tree.reset(ctx, |_, s| {
-            // SAFETY: the tree hands over each live chunk that dies, once;
-            // the trace never uses it again (contract).
-            unsafe { Self::release(s) }
-        });
+        // SAFETY: a live context (contract); the tree hands over each
+        // live chunk that dies, once, and the trace never uses it again.
+        unsafe { self.tree.reset(ctx, |_, s| Self::release(s)) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn reset_only(&mut self, ctx: CtxId) {
-        self.tree.reset_only(ctx, |_, s| {
-            // SAFETY: as in `reset`.
-            unsafe { Self::release(s) }
-        });
+        // SAFETY: a live context (contract); the tree hands over each
+        // live chunk that dies, once, and the trace never uses it again.
+        unsafe { self.tree.reset_only(ctx, |_, s| Self::release(s)) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn delete_children(&mut self, ctx: CtxId) {
-        self.tree.delete_children(ctx, |_, s| {
-            // SAFETY: as in `reset`.
-            unsafe { Self::release(s) }
-        });
+        // SAFETY: a live context (contract); the tree hands over each
+        // live chunk that dies, once, and the trace never uses it again.
+        unsafe { self.tree.delete_children(ctx, |_, s| Self::release(s)) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn delete(&mut self, ctx: CtxId) {
-        self.tree.delete(ctx, |_, s| {
-            // SAFETY: as in `reset`.
-            unsafe { Self::release(s) }
-        });
+        // SAFETY: a live context (contract); the tree hands over each
+        // live chunk that dies, once, and the trace never uses it again.
+        unsafe { self.tree.delete(ctx, |_, s| Self::release(s)) }
     }
 
     /// # Safety
     /// The [trait contract](Backend#contract-of-the-unsafe-methods).
     #[inline]
     unsafe fn set_parent(&mut self, ctx: CtxId, parent: Option<CtxId>) {
-        self.tree.set_parent(ctx, parent);
+        // SAFETY: live contexts (contract).
+        unsafe { self.tree.set_parent(ctx, parent) }
     }
 
     fn finish(&mut self) {
@@ -252,6 +251,6 @@ impl<S: SysAlloc> Backend for NoContext<S> {
     }
 
     fn chunk_ptr(&self, chunk: ChunkId) -> Option<NonNull<u8>> {
-        NonNull::new(self.tree.payload(chunk).ptr)
+        NonNull::new(self.tree.slot_payload(chunk)?.ptr)
     }
 }

@@ -9,13 +9,13 @@ use std::ptr::{self, NonNull};
 
 use mcxt_trace::{ChunkId, CtxId, Flags};
 
-use super::tree::prefaulted;
+use super::table::IdTable;
 use super::{Backend, ValidTrace};
 
 /// The null backend (see the [module docs](self)).
 #[derive(Debug)]
 pub struct NullBackend {
-    chunks: Vec<*mut u8>,
+    chunks: IdTable<*mut u8>,
 }
 
 impl Backend for NullBackend {
@@ -24,7 +24,7 @@ impl Backend for NullBackend {
 
     fn new(trace: &ValidTrace) -> Self {
         NullBackend {
-            chunks: prefaulted(trace.n_chunks as usize, ptr::null_mut()),
+            chunks: IdTable::new(trace.n_chunks as usize, ptr::null_mut()),
         }
     }
 
@@ -34,24 +34,28 @@ impl Backend for NullBackend {
     unsafe fn create(&mut self, _ctx: CtxId, _parent: Option<CtxId>, _spec: u32) {}
 
     /// # Safety
-    /// Nothing (no memory is touched); `unsafe` for the trait.
+    /// The [trait contract](Backend#contract-of-the-unsafe-methods): the
+    /// chunk id is below the trace's chunk count.
     #[inline(always)]
     unsafe fn alloc(&mut self, chunk: ChunkId, ctx: CtxId, size: usize, _: Flags, _: u32) {
-        self.chunks[chunk as usize] = ptr::without_provenance_mut(size ^ ctx as usize);
+        // SAFETY: caller contract.
+        unsafe { *self.chunks.at_mut(chunk) = ptr::without_provenance_mut(size ^ ctx as usize) }
     }
 
     /// # Safety
-    /// Nothing (no memory is touched); `unsafe` for the trait.
+    /// As [`NullBackend::alloc`].
     #[inline(always)]
     unsafe fn realloc(&mut self, chunk: ChunkId, size: usize, _: Flags) {
-        self.chunks[chunk as usize] = ptr::without_provenance_mut(size);
+        // SAFETY: caller contract.
+        unsafe { *self.chunks.at_mut(chunk) = ptr::without_provenance_mut(size) }
     }
 
     /// # Safety
-    /// Nothing (no memory is touched); `unsafe` for the trait.
+    /// As [`NullBackend::alloc`].
     #[inline(always)]
     unsafe fn free(&mut self, chunk: ChunkId) {
-        self.chunks[chunk as usize] = ptr::null_mut();
+        // SAFETY: caller contract.
+        unsafe { *self.chunks.at_mut(chunk) = ptr::null_mut() }
     }
 
     /// # Safety

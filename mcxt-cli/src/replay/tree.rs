@@ -20,6 +20,8 @@
 
 use mcxt_trace::{ChunkId, CtxId};
 
+use super::table::IdTable;
+
 /// End of a list / no such node.
 const NONE: u32 = u32::MAX;
 
@@ -54,23 +56,21 @@ struct ChunkNode<P> {
 /// Contexts, their tree and their live chunks, indexed by the trace's
 /// dense ids. `P` is the per-chunk payload.
 ///
-/// Every method expects the ids of a valid trace (a context or chunk that
-/// is alive where the trace says so); with other ids it may panic on an
-/// index or corrupt its own lists, but never causes undefined behaviour.
+/// # Contract of the `unsafe` methods
+///
+/// The tables are indexed without bounds checks (see [`IdTable`]), so the
+/// per-operation methods take the ids of a valid trace: every context id
+/// below the `n_contexts` given to [`Tree::new`] and every chunk id below
+/// its `n_chunks`, a context created (and not deleted) before it is used,
+/// a chunk added (and not removed or dropped) before it is used. Given
+/// that, every link the tree stores is `NONE` or a valid index, which is
+/// what the methods without ids (`delete_all`, `roots`) rely on.
 #[derive(Debug)]
 pub struct Tree<P> {
-    ctxs: Vec<CtxNode>,
-    chunks: Vec<ChunkNode<P>>,
+    ctxs: IdTable<CtxNode>,
+    chunks: IdTable<ChunkNode<P>>,
     /// Index of the virtual context whose children are the roots.
     top: u32,
-}
-
-/// Makes a table of `n` copies of `v`, writing every element so that its
-/// pages are faulted in now rather than during a timed replay.
-pub(crate) fn prefaulted<T: Clone>(n: usize, v: T) -> Vec<T> {
-    let mut t = Vec::with_capacity(n);
-    t.resize(n, v);
-    t
 }
 
 impl<P: Copy> Tree<P> {
@@ -78,8 +78,8 @@ impl<P: Copy> Tree<P> {
     /// the initial payload of every chunk slot.
     pub fn new(n_contexts: u32, n_chunks: u32, fill: P) -> Tree<P> {
         let top = n_contexts;
-        let ctxs = prefaulted(n_contexts as usize + 1, EMPTY_CTX);
-        let chunks = prefaulted(
+        let ctxs = IdTable::new(n_contexts as usize + 1, EMPTY_CTX);
+        let chunks = IdTable::new(
             n_chunks as usize,
             ChunkNode {
                 payload: fill,
@@ -91,121 +91,187 @@ impl<P: Copy> Tree<P> {
         Tree { ctxs, chunks, top }
     }
 
+    /// A context node.
+    ///
+    /// # Safety
+    /// `i` is a context index (a context id of the trace, or `top`).
+    #[inline(always)]
+    unsafe fn ctx(&mut self, i: u32) -> &mut CtxNode {
+        // SAFETY: caller contract.
+        unsafe { self.ctxs.at_mut(i) }
+    }
+
+    /// A chunk node.
+    ///
+    /// # Safety
+    /// `i` is a chunk id of the trace.
+    #[inline(always)]
+    unsafe fn chunk(&mut self, i: u32) -> &mut ChunkNode<P> {
+        // SAFETY: caller contract.
+        unsafe { self.chunks.at_mut(i) }
+    }
+
     #[inline(always)]
     fn parent_index(&self, parent: Option<CtxId>) -> u32 {
         parent.unwrap_or(self.top)
     }
 
     /// Links `ctx` as the first child of `parent`.
+    ///
+    /// # Safety
+    /// Both are context indices; `parent`'s child list is valid.
     #[inline(always)]
-    fn link(&mut self, ctx: u32, parent: u32) {
-        let first = self.ctxs[parent as usize].first_child;
-        {
-            let n = &mut self.ctxs[ctx as usize];
-            n.parent = parent;
-            n.prev_sibling = NONE;
-            n.next_sibling = first;
+    unsafe fn link(&mut self, ctx: u32, parent: u32) {
+        // SAFETY: caller contract; `first` is `NONE` or a live child.
+        unsafe {
+            let first = self.ctx(parent).first_child;
+            {
+                let n = self.ctx(ctx);
+                n.parent = parent;
+                n.prev_sibling = NONE;
+                n.next_sibling = first;
+            }
+            if first != NONE {
+                self.ctx(first).prev_sibling = ctx;
+            }
+            self.ctx(parent).first_child = ctx;
         }
-        if first != NONE {
-            self.ctxs[first as usize].prev_sibling = ctx;
-        }
-        self.ctxs[parent as usize].first_child = ctx;
     }
 
     /// Unlinks `ctx` from its parent's child list.
+    ///
+    /// # Safety
+    /// `ctx` is a linked context index.
     #[inline(always)]
-    fn unlink(&mut self, ctx: u32) {
-        let CtxNode {
-            parent,
-            next_sibling: next,
-            prev_sibling: prev,
-            ..
-        } = self.ctxs[ctx as usize];
-        if prev == NONE {
-            self.ctxs[parent as usize].first_child = next;
-        } else {
-            self.ctxs[prev as usize].next_sibling = next;
-        }
-        if next != NONE {
-            self.ctxs[next as usize].prev_sibling = prev;
+    unsafe fn unlink(&mut self, ctx: u32) {
+        // SAFETY: caller contract; a linked node's links are `NONE` or
+        // valid indices.
+        unsafe {
+            let CtxNode {
+                parent,
+                next_sibling: next,
+                prev_sibling: prev,
+                ..
+            } = *self.ctx(ctx);
+            if prev == NONE {
+                self.ctx(parent).first_child = next;
+            } else {
+                self.ctx(prev).next_sibling = next;
+            }
+            if next != NONE {
+                self.ctx(next).prev_sibling = prev;
+            }
         }
     }
 
     /// Records the creation of `ctx` under `parent` (`None`: a root).
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn create(&mut self, ctx: CtxId, parent: Option<CtxId>) {
+    pub unsafe fn create(&mut self, ctx: CtxId, parent: Option<CtxId>) {
         let p = self.parent_index(parent);
-        self.ctxs[ctx as usize] = EMPTY_CTX;
-        self.link(ctx, p);
+        // SAFETY: caller contract.
+        unsafe {
+            *self.ctx(ctx) = EMPTY_CTX;
+            self.link(ctx, p);
+        }
     }
 
     /// Records a new live chunk of `ctx`.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline(always)]
-    pub fn add_chunk(&mut self, chunk: ChunkId, ctx: CtxId, payload: P) {
-        let first = self.ctxs[ctx as usize].first_chunk;
-        self.chunks[chunk as usize] = ChunkNode {
-            payload,
-            next: first,
-            prev: NONE,
-            ctx,
-        };
-        if first != NONE {
-            self.chunks[first as usize].prev = chunk;
+    pub unsafe fn add_chunk(&mut self, chunk: ChunkId, ctx: CtxId, payload: P) {
+        // SAFETY: caller contract; `first` is `NONE` or a live chunk.
+        unsafe {
+            let first = self.ctx(ctx).first_chunk;
+            *self.chunk(chunk) = ChunkNode {
+                payload,
+                next: first,
+                prev: NONE,
+                ctx,
+            };
+            if first != NONE {
+                self.chunk(first).prev = chunk;
+            }
+            self.ctx(ctx).first_chunk = chunk;
         }
-        self.ctxs[ctx as usize].first_chunk = chunk;
     }
 
     /// The payload of a live chunk.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline(always)]
-    pub fn payload(&self, chunk: ChunkId) -> P {
-        self.chunks[chunk as usize].payload
+    pub unsafe fn payload(&self, chunk: ChunkId) -> P {
+        // SAFETY: caller contract.
+        unsafe { self.chunks.at(chunk).payload }
+    }
+
+    /// The payload of slot `chunk` (whatever it last held), or `None` past
+    /// the table: the checked lookup of untimed paths.
+    pub fn slot_payload(&self, chunk: ChunkId) -> Option<P> {
+        self.chunks.get(chunk).map(|n| n.payload)
     }
 
     /// Replaces the payload of a live chunk.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline(always)]
-    pub fn set_payload(&mut self, chunk: ChunkId, payload: P) {
-        self.chunks[chunk as usize].payload = payload;
-    }
-
-    /// The context of a live chunk.
-    #[inline(always)]
-    pub fn chunk_context(&self, chunk: ChunkId) -> CtxId {
-        self.chunks[chunk as usize].ctx
+    pub unsafe fn set_payload(&mut self, chunk: ChunkId, payload: P) {
+        // SAFETY: caller contract.
+        unsafe { self.chunk(chunk).payload = payload }
     }
 
     /// Forgets a chunk freed on its own (`F`); returns its payload.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline(always)]
-    pub fn remove_chunk(&mut self, chunk: ChunkId) -> P {
-        let ChunkNode {
-            payload,
-            next,
-            prev,
-            ctx,
-        } = self.chunks[chunk as usize];
-        if prev == NONE {
-            self.ctxs[ctx as usize].first_chunk = next;
-        } else {
-            self.chunks[prev as usize].next = next;
+    pub unsafe fn remove_chunk(&mut self, chunk: ChunkId) -> P {
+        // SAFETY: caller contract; a live chunk's links are `NONE` or
+        // live chunks, its context a live context.
+        unsafe {
+            let ChunkNode {
+                payload,
+                next,
+                prev,
+                ctx,
+            } = *self.chunk(chunk);
+            if prev == NONE {
+                self.ctx(ctx).first_chunk = next;
+            } else {
+                self.chunk(prev).next = next;
+            }
+            if next != NONE {
+                self.chunk(next).prev = prev;
+            }
+            payload
         }
-        if next != NONE {
-            self.chunks[next as usize].prev = prev;
-        }
-        payload
     }
 
     /// Calls `dying` on every chunk of `ctx` (newest first) and empties its
     /// chunk list.
+    ///
+    /// # Safety
+    /// `ctx` is a live context index.
     #[inline(always)]
-    fn drop_chunks(&mut self, ctx: u32, dying: &mut impl FnMut(ChunkId, P)) {
-        let mut c = self.ctxs[ctx as usize].first_chunk;
-        if c == NONE {
-            return;
-        }
-        self.ctxs[ctx as usize].first_chunk = NONE;
-        while c != NONE {
-            let node = self.chunks[c as usize];
-            dying(c, node.payload);
-            c = node.next;
+    unsafe fn drop_chunks(&mut self, ctx: u32, dying: &mut impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract; the list holds live chunks.
+        unsafe {
+            let mut c = self.ctx(ctx).first_chunk;
+            if c == NONE {
+                return;
+            }
+            self.ctx(ctx).first_chunk = NONE;
+            while c != NONE {
+                let node = *self.chunk(c);
+                dying(c, node.payload);
+                c = node.next;
+            }
         }
     }
 
@@ -213,92 +279,138 @@ impl<P: Copy> Tree<P> {
     /// and unlinks `root` from its parent. Iterative, post-order, without
     /// a stack: a leaf is emptied and unlinked, which eventually makes its
     /// parent a leaf.
-    fn kill_subtree(&mut self, root: u32, dying: &mut impl FnMut(ChunkId, P)) {
+    ///
+    /// # Safety
+    /// `root` is a live, linked context index.
+    unsafe fn kill_subtree(&mut self, root: u32, dying: &mut impl FnMut(ChunkId, P)) {
         let mut c = root;
-        loop {
-            let first = self.ctxs[c as usize].first_child;
-            if first != NONE {
-                c = first;
-                continue;
+        // SAFETY: caller contract; the walk follows the tree's own links.
+        unsafe {
+            loop {
+                let first = self.ctx(c).first_child;
+                if first != NONE {
+                    c = first;
+                    continue;
+                }
+                self.drop_chunks(c, dying);
+                let parent = self.ctx(c).parent;
+                self.unlink(c);
+                if c == root {
+                    return;
+                }
+                c = parent;
             }
-            self.drop_chunks(c, dying);
-            let parent = self.ctxs[c as usize].parent;
-            self.unlink(c);
-            if c == root {
-                return;
-            }
-            c = parent;
         }
     }
 
     /// `X`: deletes every descendant of `ctx`, then drops its chunks;
     /// `dying` sees every chunk that dies.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn reset(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
-        self.delete_children_with(ctx, &mut dying);
-        self.drop_chunks(ctx, &mut dying);
+    pub unsafe fn reset(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract.
+        unsafe {
+            self.delete_children_with(ctx, &mut dying);
+            self.drop_chunks(ctx, &mut dying);
+        }
     }
 
     /// `O`: drops the chunks of `ctx` only.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn reset_only(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
-        self.drop_chunks(ctx, &mut dying);
+    pub unsafe fn reset_only(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract.
+        unsafe { self.drop_chunks(ctx, &mut dying) }
     }
 
     /// `H`: deletes every descendant of `ctx`.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn delete_children(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
-        self.delete_children_with(ctx, &mut dying);
+    pub unsafe fn delete_children(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract.
+        unsafe { self.delete_children_with(ctx, &mut dying) }
     }
 
+    /// # Safety
+    /// `ctx` is a live context index.
     #[inline(always)]
-    fn delete_children_with(&mut self, ctx: u32, dying: &mut impl FnMut(ChunkId, P)) {
-        loop {
-            let child = self.ctxs[ctx as usize].first_child;
-            if child == NONE {
-                return;
+    unsafe fn delete_children_with(&mut self, ctx: u32, dying: &mut impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract; children are live and linked.
+        unsafe {
+            loop {
+                let child = self.ctx(ctx).first_child;
+                if child == NONE {
+                    return;
+                }
+                self.kill_subtree(child, dying);
             }
-            self.kill_subtree(child, dying);
         }
     }
 
     /// `D`: deletes `ctx` and its subtree.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn delete(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
-        self.kill_subtree(ctx, &mut dying);
+    pub unsafe fn delete(&mut self, ctx: CtxId, mut dying: impl FnMut(ChunkId, P)) {
+        // SAFETY: caller contract.
+        unsafe { self.kill_subtree(ctx, &mut dying) }
     }
 
     /// `P`: moves `ctx` (with its subtree) under `parent`, or to the top.
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
     #[inline]
-    pub fn set_parent(&mut self, ctx: CtxId, parent: Option<CtxId>) {
+    pub unsafe fn set_parent(&mut self, ctx: CtxId, parent: Option<CtxId>) {
         let p = self.parent_index(parent);
-        self.unlink(ctx);
-        self.link(ctx, p);
+        // SAFETY: caller contract.
+        unsafe {
+            self.unlink(ctx);
+            self.link(ctx, p);
+        }
     }
 
     /// Deletes every remaining context (every root's subtree).
     pub fn delete_all(&mut self, mut dying: impl FnMut(ChunkId, P)) {
-        self.delete_children_with(self.top, &mut dying);
+        // SAFETY: `top` is always a valid index, and the links below it are
+        // valid (the contract held for every call that made them).
+        unsafe { self.delete_children_with(self.top, &mut dying) }
     }
 
     /// The current roots, newest first.
     pub fn roots(&self) -> Vec<CtxId> {
         let mut out = Vec::new();
-        let mut c = self.ctxs[self.top as usize].first_child;
-        while c != NONE {
-            out.push(c);
-            c = self.ctxs[c as usize].next_sibling;
+        // SAFETY: as in `delete_all`.
+        unsafe {
+            let mut c = self.ctxs.at(self.top).first_child;
+            while c != NONE {
+                out.push(c);
+                c = self.ctxs.at(c).next_sibling;
+            }
         }
         out
     }
 
     /// Number of live chunks of `ctx` (walks its list; for tests).
-    pub fn live_chunks(&self, ctx: CtxId) -> usize {
+    ///
+    /// # Safety
+    /// The [contract](Tree#contract-of-the-unsafe-methods).
+    pub unsafe fn live_chunks(&self, ctx: CtxId) -> usize {
         let mut n = 0;
-        let mut c = self.ctxs[ctx as usize].first_chunk;
-        while c != NONE {
-            n += 1;
-            c = self.chunks[c as usize].next;
+        // SAFETY: caller contract; the list holds live chunks.
+        unsafe {
+            let mut c = self.ctxs.at(ctx).first_chunk;
+            while c != NONE {
+                n += 1;
+                c = self.chunks.at(c).next;
+            }
         }
         n
     }
@@ -312,25 +424,31 @@ mod tests {
     fn reset_delete_and_move() {
         // 0 (root) -> 1 -> 2, 0 -> 3; chunks: 0,1 in 0; 2 in 1; 3 in 2; 4 in 3
         let mut t = Tree::new(5, 6, 0u32);
-        t.create(0, None);
-        t.create(1, Some(0));
-        t.create(2, Some(1));
-        t.create(3, Some(0));
-        for (chunk, ctx) in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 3)] {
-            t.add_chunk(chunk, ctx, chunk * 10);
-        }
-        assert_eq!(t.remove_chunk(1), 10);
-        assert_eq!(t.live_chunks(0), 1);
         let mut died = Vec::new();
-        t.delete_children(1, |c, p| died.push((c, p)));
-        assert_eq!(died, [(3, 30)]);
         let mut dead = Vec::new();
-        t.create(4, None);
-        t.set_parent(3, Some(4));
-        t.reset(0, |c, _| dead.push(c));
+        // SAFETY: ids below the table sizes, each used as a trace would:
+        // created or added before use, never used after it died.
+        unsafe {
+            t.create(0, None);
+            t.create(1, Some(0));
+            t.create(2, Some(1));
+            t.create(3, Some(0));
+            for (chunk, ctx) in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 3)] {
+                t.add_chunk(chunk, ctx, chunk * 10);
+            }
+            assert_eq!(t.remove_chunk(1), 10);
+            assert_eq!(t.live_chunks(0), 1);
+            t.delete_children(1, |c, p| died.push((c, p)));
+            assert_eq!(died, [(3, 30)]);
+            t.create(4, None);
+            t.set_parent(3, Some(4));
+            t.reset(0, |c, _| dead.push(c));
+        }
         dead.sort();
         assert_eq!(dead, [0, 2]);
         assert_eq!(t.roots(), [4, 0]);
+        assert_eq!(t.slot_payload(4), Some(40));
+        assert_eq!(t.slot_payload(6), None);
         dead.clear();
         t.delete_all(|c, _| dead.push(c));
         assert_eq!(dead, [4]);
