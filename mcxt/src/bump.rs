@@ -16,6 +16,26 @@
 //! block get a dedicated block, linked behind the current one so the
 //! current block keeps filling. The first block shares the context's
 //! allocation and is kept across resets.
+//!
+//! # Keeping a block across resets
+//!
+//! By default a reset returns every block but the first to the system,
+//! as PostgreSQL does: a context that once grew large holds little after
+//! its reset. A context filled and reset in a loop then pays a `malloc`
+//! and a `free` per block and cycle, and glibc may hand large blocks back
+//! to the kernel each time (page faults on every refill). bumpalo avoids
+//! that by keeping its largest chunk at reset.
+//! [`retain_on_reset`](crate::raw::MemoryContext::retain_on_reset) gives a
+//! Bump context such a policy, bounded in bytes: a reset keeps blocks,
+//! newest first, as long as their total stays within the bound, in a list
+//! of *spare* blocks; when the current block is full the next spare is
+//! taken before any new block is asked for. (Keeping only the largest
+//! block, as bumpalo does, is not enough here: block growth is capped by
+//! what the context holds, see `system::GROWTH_DIVISOR`, so a cycle
+//! spans many blocks of similar size.) A cycle that fits in the bound
+//! then makes no system call at all. Spare blocks stay accounted to the
+//! context (they are memory held), show in the stats as free blocks, and
+//! are released by delete.
 
 use crate::aset::AllocSetSizes;
 use crate::chunk::maxalign;
@@ -52,6 +72,14 @@ pub(crate) struct Bump {
     max_block_size: usize,
     next_block_size: usize,
     first_alloc_size: usize,
+    /// Blocks kept by resets for reuse, linked by `next`, newest first;
+    /// not in the block list, their contents dead. See the module docs.
+    spare: *mut Block,
+    /// Bytes of the spare blocks.
+    spare_bytes: usize,
+    /// Most bytes of blocks a reset keeps as spares (0: none, the
+    /// default).
+    retain_limit: usize,
 }
 
 const CTX_HDR: usize = (size_of::<Bump>() + 15) & !15;
@@ -121,6 +149,9 @@ pub(crate) unsafe fn create(
             max_block_size: sizes.max_block_size,
             next_block_size: sizes.init_block_size,
             first_alloc_size: first,
+            spare: ptr::null_mut(),
+            spare_bytes: 0,
+            retain_limit: 0,
         });
         if !parent.is_null() {
             (*bump).hdr.allow_in_critical = (*parent).allow_in_critical;
@@ -147,14 +178,17 @@ pub(crate) unsafe fn alloc(
         // limit only decides how to grow when it does not fit.
         let p = (*b).freeptr;
         let room = (*b).endptr as usize - p as usize;
+        // One compare suffices: `freeptr` and `endptr` are both MAXALIGNed
+        // (blocks start aligned, their sizes and every bump are multiples
+        // of 8), so `room` is a multiple of 8 and `size <= room` implies
+        // `maxalign(size) <= room`; and `size <= room` excludes the sizes
+        // whose rounding would overflow.
+        debug_assert!(room % crate::chunk::MAXALIGN == 0);
         if size <= room {
-            let size = maxalign(size);
-            if size <= room {
-                // No `is_reset` store: a Bump context never claims to be
-                // reset (see `is_empty`), which saves a store per chunk.
-                (*b).freeptr = p.add(size);
-                return Ok(NonNull::new_unchecked(p));
-            }
+            // No `is_reset` store: a Bump context never claims to be
+            // reset (see `is_empty`), which saves a store per chunk.
+            (*b).freeptr = p.add(maxalign(size));
+            return Ok(NonNull::new_unchecked(p));
         }
         alloc_slow(b, size, flags)
     }
@@ -246,6 +280,12 @@ pub(crate) unsafe fn check(b: *mut Bump, checker: &mut crate::check::Checker<'_>
     unsafe {
         let k = keeper(b);
         let mut held = (*b).first_alloc_size;
+        let mut spare = (*b).spare;
+        while !spare.is_null() {
+            checker.block();
+            held += (*spare).end as usize - spare as usize;
+            spare = (*spare).next;
+        }
         let mut blk = (*b).head;
         while !blk.is_null() {
             checker.block();
@@ -345,20 +385,26 @@ unsafe fn alloc_from_new_block(b: *mut Bump, size: usize) -> Result<NonNull<u8>,
     // SAFETY: `b` valid; the new block is private until linked.
     unsafe {
         let required = BLOCK_HDR + size;
-        let mut bytes = system::capped_block_size(
-            (*b).next_block_size,
-            (*b).init_block_size,
-            (*b).hdr.own_bytes,
-        );
-        if bytes < required {
-            bytes = required.next_power_of_two();
-        }
-        tree::acquire(b.cast(), bytes, size)?;
-        let blk = system::alloc_block(bytes).cast::<Block>();
-        if blk.is_null() {
-            tree::release(b.cast(), bytes);
-            return Err(Error::new(ErrorKind::OutOfMemory, (*b).hdr.name, size));
-        }
+        let (blk, bytes) = match take_spare(b, required) {
+            Some(spare) => spare,
+            None => {
+                let mut bytes = system::capped_block_size(
+                    (*b).next_block_size,
+                    (*b).init_block_size,
+                    (*b).hdr.own_bytes,
+                );
+                if bytes < required {
+                    bytes = required.next_power_of_two();
+                }
+                tree::acquire(b.cast(), bytes, size)?;
+                let blk = system::alloc_block(bytes).cast::<Block>();
+                if blk.is_null() {
+                    tree::release(b.cast(), bytes);
+                    return Err(Error::new(ErrorKind::OutOfMemory, (*b).hdr.name, size));
+                }
+                (blk, bytes)
+            }
+        };
         if (*b).next_block_size < (*b).max_block_size {
             (*b).next_block_size = ((*b).next_block_size * 2).min((*b).max_block_size);
         }
@@ -377,6 +423,78 @@ unsafe fn alloc_from_new_block(b: *mut Bump, size: usize) -> Result<NonNull<u8>,
         (*b).hdr.is_reset = false;
         Ok(NonNull::new_unchecked(p))
     }
+}
+
+/// The next spare block, with its size, if it can hold `required` bytes
+/// (block header included). Spares are reused in the order they were
+/// first filled (a reset pushes the newest block first, so the oldest ends
+/// up at the front): a cycle like the last one takes them one by one. A
+/// request too large for the next spare gets a new block and leaves the
+/// spares for later.
+///
+/// # Safety
+/// `b` valid.
+unsafe fn take_spare(b: *mut Bump, required: usize) -> Option<(*mut Block, usize)> {
+    // SAFETY: `b` valid; spares are `b`'s own, unlinked blocks.
+    unsafe {
+        let spare = (*b).spare;
+        if spare.is_null() {
+            return None;
+        }
+        let bytes = (*spare).end as usize - spare as usize;
+        if bytes < required {
+            return None;
+        }
+        (*b).spare = (*spare).next;
+        (*b).spare_bytes -= bytes;
+        // Growth goes on from the spare's size, not from the start.
+        (*b).next_block_size = (*b).next_block_size.max(bytes.min((*b).max_block_size));
+        Some((spare, bytes))
+    }
+}
+
+/// Frees spare blocks until at most `keep` bytes of them remain.
+///
+/// # Safety
+/// `b` valid.
+unsafe fn release_spares(b: *mut Bump, keep: usize) {
+    // SAFETY: `b` valid; spares are `b`'s own, unlinked blocks.
+    unsafe {
+        let mut freed = 0;
+        while (*b).spare_bytes > keep {
+            let spare = (*b).spare;
+            (*b).spare = (*spare).next;
+            let bytes = (*spare).end as usize - spare as usize;
+            (*b).spare_bytes -= bytes;
+            freed += bytes;
+            system::free_block(spare.cast(), bytes);
+        }
+        if freed != 0 {
+            tree::release(b.cast(), freed);
+        }
+    }
+}
+
+/// Sets the most bytes of blocks a reset keeps for reuse (0: none); a
+/// lower bound releases spare blocks above it.
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn set_retain_limit(b: *mut Bump, limit: usize) {
+    // SAFETY: `b` valid.
+    unsafe {
+        (*b).retain_limit = limit;
+        release_spares(b, limit);
+    }
+}
+
+/// The most bytes of blocks a reset keeps for reuse (0: none).
+///
+/// # Safety
+/// `b` valid.
+pub(crate) unsafe fn retain_limit(b: *mut Bump) -> usize {
+    // SAFETY: `b` valid.
+    unsafe { (*b).retain_limit }
 }
 
 #[cold]
@@ -439,8 +557,12 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
             let next = (*blk).next;
             if blk != k {
                 let bytes = (*blk).end as usize - blk as usize;
-                freed += bytes;
-                system::free_block(blk.cast(), bytes);
+                if (*b).spare_bytes + bytes <= (*b).retain_limit {
+                    keep_spare(b, blk, bytes);
+                } else {
+                    freed += bytes;
+                    system::free_block(blk.cast(), bytes);
+                }
             }
             blk = next;
         }
@@ -459,6 +581,25 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
     }
 }
 
+/// Moves a block of the list (being dismantled by `reset`) to the spares.
+///
+/// # Safety
+/// `b` valid; `blk` one of its blocks, no longer linked, `bytes` long.
+unsafe fn keep_spare(b: *mut Bump, blk: *mut Block, bytes: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        let used = if blk == (*b).head {
+            (*b).freeptr
+        } else {
+            (*blk).freeptr
+        };
+        crate::instrument::rewound(block_start(blk), used as usize - block_start(blk) as usize);
+        (*blk).next = (*b).spare;
+        (*b).spare = blk;
+        (*b).spare_bytes += bytes;
+    }
+}
+
 /// Frees an unlinked, childless context.
 ///
 /// # Safety
@@ -466,7 +607,9 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
 pub(crate) unsafe fn delete(b: *mut Bump) {
     // SAFETY: caller contract.
     unsafe {
+        (*b).retain_limit = 0;
         reset(b);
+        release_spares(b, 0);
         let bytes = (*b).first_alloc_size;
         system::free_block(b.cast(), bytes);
     }
@@ -491,6 +634,12 @@ pub(crate) unsafe fn stats(b: *mut Bump) -> Counters {
             };
             c.free_bytes += (*blk).end as usize - freeptr as usize;
             blk = (*blk).next;
+        }
+        let mut spare = (*b).spare;
+        while !spare.is_null() {
+            c.blocks += 1;
+            c.free_bytes += (*spare).end as usize - block_start(spare) as usize;
+            spare = (*spare).next;
         }
     }
     c

@@ -476,6 +476,36 @@ impl<'parent> Context<'parent> {
         unsafe { self.raw.allow_in_critical_section(allow) }
     }
 
+    /// Bump contexts: lets a reset keep up to `max_bytes` of blocks for
+    /// reuse (bumpalo keeps its largest chunk); 0, the default, returns
+    /// every block but the first to the system at reset, as PostgreSQL
+    /// does. See
+    /// [`raw::MemoryContext::retain_on_reset`](crate::raw::MemoryContext::retain_on_reset).
+    ///
+    /// ```
+    /// use mcxt::{BlockSizes, Context, ContextSpec};
+    /// let mut ctx = Context::try_new_with("rows", ContextSpec::Bump(BlockSizes::DEFAULT))?;
+    /// ctx.retain_on_reset(1 << 20)?;
+    /// let mut held = Vec::new();
+    /// for _ in 0..4 {
+    ///     for i in 0..10_000u64 {
+    ///         ctx.alloc(i);
+    ///     }
+    ///     ctx.reset();
+    ///     held.push(ctx.mem_allocated(false));
+    /// }
+    /// // Blocks stay: after the first cycle, no block comes or goes.
+    /// assert!(held[0] > BlockSizes::DEFAULT.init_block_size);
+    /// assert_eq!(held[1], held[3]);
+    /// // Other kinds refuse.
+    /// assert!(Context::new("general").retain_on_reset(1 << 20).is_err());
+    /// # Ok::<(), mcxt::Error>(())
+    /// ```
+    pub fn retain_on_reset(&self, max_bytes: usize) -> Result<(), Error> {
+        // SAFETY: alive.
+        unsafe { self.raw.retain_on_reset(max_bytes) }
+    }
+
     /// Counters of this context alone.
     pub fn counters(&self) -> Counters {
         // SAFETY: alive.

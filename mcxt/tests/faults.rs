@@ -142,7 +142,13 @@ fn workload() -> usize {
         let mut kids = Vec::new();
         for spec in specs {
             match MemoryContext::create(Some(root), "kid", spec) {
-                Ok(c) => kids.push((c, spec)),
+                Ok(c) => {
+                    if matches!(spec, ContextSpec::Bump(_)) {
+                        // Kept blocks must be released on every path too.
+                        c.retain_on_reset(64 * 1024).unwrap();
+                    }
+                    kids.push((c, spec))
+                }
                 Err(e) => {
                     assert!(e.is_out_of_memory(), "{e}");
                     failed += 1;
@@ -221,6 +227,14 @@ fn workload() -> usize {
                     failed += 1;
                 }
                 consistent(root);
+            }
+            // Reset the bump context (its chunks are not in `live`): its
+            // blocks become spares, taken again next round.
+            for &(c, spec) in &kids {
+                if matches!(spec, ContextSpec::Bump(_)) {
+                    c.reset();
+                    consistent(root);
+                }
             }
         }
         root.delete();

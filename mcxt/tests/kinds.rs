@@ -296,3 +296,173 @@ fn every_kind_works_through_the_safe_api() {
         "drop values ran at delete"
     );
 }
+
+/// Counts the block requests and the blocks outstanding of this thread's
+/// contexts.
+struct CountingSource {
+    requests: std::sync::atomic::AtomicUsize,
+    outstanding: std::sync::atomic::AtomicUsize,
+}
+
+// SAFETY: forwards every call to the system source.
+unsafe impl mcxt::system::BlockSource for CountingSource {
+    fn alloc(&self, size: usize) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        let p = mcxt::system::SystemSource.alloc(size);
+        if !p.is_null() {
+            self.outstanding.fetch_add(1, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn free(&self, ptr: *mut u8, size: usize) {
+        self.outstanding
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { mcxt::system::SystemSource.free(ptr, size) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { mcxt::system::SystemSource.realloc(ptr, old, new) }
+    }
+}
+
+/// Fills a bump context with `n` 48-byte chunks and resets it.
+///
+/// # Safety
+/// `b` alive; no chunk of it is used afterwards.
+unsafe fn fill_and_reset(b: MemoryContext, n: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        for i in 0..n {
+            b.alloc(48).unwrap().as_ptr().write(i as u8);
+        }
+        b.reset();
+    }
+}
+
+#[test]
+fn bump_retains_blocks_across_resets_when_asked() {
+    use std::sync::atomic::Ordering::Relaxed;
+    static SOURCE: CountingSource = CountingSource {
+        requests: std::sync::atomic::AtomicUsize::new(0),
+        outstanding: std::sync::atomic::AtomicUsize::new(0),
+    };
+    // SAFETY: no context of this thread is alive across the switch (each
+    // test runs on its own thread), and the source is restored at the end
+    // after every context made here was deleted.
+    let previous = unsafe { mcxt::system::set_block_source(Some(&SOURCE)) };
+    // SAFETY: every chunk is used only before the reset that kills it.
+    unsafe {
+        // PostgreSQL's policy (the default): every cycle gives back and
+        // asks again for every block but the first.
+        let pg = create(ContextSpec::Bump(BlockSizes::DEFAULT));
+        assert_eq!(pg.retained_on_reset(), 0);
+        let base = pg.mem_allocated(false);
+        fill_and_reset(pg, 10_000);
+        assert_eq!(pg.mem_allocated(false), base);
+        let before = SOURCE.requests.load(Relaxed);
+        fill_and_reset(pg, 10_000);
+        let per_cycle = SOURCE.requests.load(Relaxed) - before;
+        assert!(per_cycle >= 4, "{per_cycle} block requests per cycle");
+        pg.delete();
+
+        // Retained: the blocks stay, and no block is requested any more.
+        let b = create(ContextSpec::Bump(BlockSizes::DEFAULT));
+        b.retain_on_reset(1 << 20).unwrap();
+        assert_eq!(b.retained_on_reset(), 1 << 20);
+        fill_and_reset(b, 10_000);
+        let kept = b.mem_allocated(false);
+        assert!(kept > base + 10_000 * 48, "every block was kept");
+        let counters = b.counters();
+        assert_eq!(counters.blocks, 1 + per_cycle, "first block and the spares");
+        assert_eq!(counters.total_bytes, kept);
+        assert!(b.is_empty(), "kept blocks hold nothing");
+        let summary = b.check();
+        assert!(summary.is_ok(), "{:?}", summary.problems);
+        assert_eq!(summary.blocks, 1 + per_cycle);
+        let before = SOURCE.requests.load(Relaxed);
+        for _ in 0..5 {
+            fill_and_reset(b, 10_000);
+        }
+        assert_eq!(SOURCE.requests.load(Relaxed), before, "steady state");
+        assert_eq!(b.mem_allocated(false), kept);
+        // Chunks land in the kept blocks, which stay sound.
+        for _ in 0..5_000 {
+            b.alloc(48).unwrap().as_ptr().write(1);
+        }
+        let summary = b.check();
+        assert!(summary.is_ok(), "{:?}", summary.problems);
+        assert_eq!(SOURCE.requests.load(Relaxed), before);
+
+        // A request larger than the next spare gets a new block and leaves
+        // the spares alone.
+        b.reset();
+        let spares = b.counters().blocks;
+        b.alloc(200_000).unwrap().as_ptr().write(2);
+        assert_eq!(b.counters().blocks, spares + 1);
+        b.reset();
+
+        // A lower bound releases kept blocks above it; a reset then keeps
+        // at most the bound, newest (largest) blocks first.
+        b.retain_on_reset(100_000).unwrap();
+        assert!(b.mem_allocated(false) <= base + 100_000);
+        fill_and_reset(b, 10_000);
+        let partial = b.mem_allocated(false);
+        assert!(partial > base && partial <= base + 100_000, "{partial}");
+        b.retain_on_reset(4096).unwrap();
+        assert_eq!(b.mem_allocated(false), base, "every block is larger");
+        fill_and_reset(b, 10_000);
+        assert_eq!(b.mem_allocated(false), base);
+        b.retain_on_reset(1 << 20).unwrap();
+        fill_and_reset(b, 10_000);
+
+        // Delete gives everything back, the kept block included.
+        b.delete();
+        assert_eq!(SOURCE.outstanding.load(Relaxed), 0);
+
+        // Other kinds refuse, naming the context.
+        let a = create(ContextSpec::AllocSet(BlockSizes::DEFAULT));
+        let e = a.retain_on_reset(1 << 20).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InvalidParameters(_)), "{e}");
+        assert!(e.to_string().contains("kind"), "{e}");
+        assert_eq!(a.retained_on_reset(), 0);
+        a.delete();
+        mcxt::release_recycled(); // deleted AllocSets may be cached
+        assert_eq!(SOURCE.outstanding.load(Relaxed), 0);
+        mcxt::system::set_block_source(previous);
+    }
+}
+
+#[test]
+fn bump_kept_block_counts_against_limits_and_in_the_tree() {
+    // SAFETY: chunks used only before the reset that kills them.
+    unsafe {
+        let root = create(ContextSpec::AllocSet(BlockSizes::DEFAULT));
+        let b = MemoryContext::create(Some(root), "bump", ContextSpec::Bump(BlockSizes::DEFAULT))
+            .unwrap();
+        b.retain_on_reset(usize::MAX).unwrap();
+        fill_and_reset(b, 10_000);
+        let held = b.mem_allocated(false);
+        assert_eq!(root.mem_allocated(true), root.mem_allocated(false) + held);
+        // A limit below what the context holds refuses the next block,
+        // and the kept block is still there, still accounted.
+        root.set_limit(Some(root.mem_allocated(true)));
+        let mut n = 0;
+        while b.alloc(48).is_ok() {
+            n += 1;
+            assert!(n < 1_000_000);
+        }
+        assert_eq!(b.mem_allocated(false), held);
+        let summary = root.check();
+        assert!(summary.is_ok(), "{:?}", summary.problems);
+        let mut s = String::new();
+        root.write_stats(&mut s, 100, 100).unwrap();
+        assert!(s.contains("bump: "), "{s}");
+        root.delete();
+    }
+}

@@ -52,6 +52,10 @@ enum Op {
         ctx: usize,
         slack: Option<usize>,
     },
+    Retain {
+        ctx: usize,
+        bytes: usize,
+    },
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -75,7 +79,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => i.clone().prop_map(|ctx| Op::DeleteChildren { ctx }),
         1 => i.clone().prop_map(|ctx| Op::Delete { ctx }),
         2 => (i.clone(), proptest::option::of(i.clone())).prop_map(|(ctx, parent)| Op::SetParent { ctx, parent }),
-        1 => (i, proptest::option::of(0usize..20_000)).prop_map(|(ctx, slack)| Op::Limit { ctx, slack }),
+        1 => (i.clone(), proptest::option::of(0usize..20_000)).prop_map(|(ctx, slack)| Op::Limit { ctx, slack }),
+        1 => (i, prop_oneof![Just(0usize), 0usize..100_000, Just(usize::MAX)])
+            .prop_map(|(ctx, bytes)| Op::Retain { ctx, bytes }),
     ]
 }
 
@@ -308,6 +314,15 @@ fn apply(m: &mut Model, op: &Op) {
                 let Some(id) = m.pick_ctx(ctx) else { return };
                 let h = m.handle(id);
                 h.set_limit(slack.map(|s| h.mem_allocated(true) + s));
+            }
+            Op::Retain { ctx, bytes } => {
+                let Some(id) = m.pick_ctx(ctx) else { return };
+                let h = m.handle(id);
+                let r = h.retain_on_reset(bytes);
+                assert_eq!(r.is_ok(), h.kind() == ContextKind::Bump, "{r:?}");
+                if r.is_ok() {
+                    assert_eq!(h.retained_on_reset(), bytes);
+                }
             }
         }
     }
