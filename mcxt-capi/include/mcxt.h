@@ -244,6 +244,16 @@ extern mcxt_error_handler mcxt_get_error_handler(void **arg);
  */
 extern void mcxt_set_limit(MemoryContext context, Size limit);
 
+/*
+ * Bump contexts: lets each reset keep up to max_bytes of the context's
+ * blocks for reuse instead of freeing them (0, the default: keep none, as
+ * PostgreSQL does). A context filled and reset in a loop then stops
+ * calling malloc and free for its blocks. Kept blocks count as memory
+ * held (MemoryContextMemAllocated, limits) and are freed by delete. An
+ * error for contexts of other kinds.
+ */
+extern void mcxt_retain_on_reset(MemoryContext context, Size max_bytes);
+
 #ifdef __cplusplus
 }
 #endif

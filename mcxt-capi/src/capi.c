@@ -62,6 +62,7 @@ extern int	mcxt__unregister_callback(MemoryContext context, MemoryContextCallbac
 extern int	mcxt__mem_allocated(MemoryContext context, bool recurse, Size *bytes);
 extern int	mcxt__is_empty(MemoryContext context, bool *empty);
 extern int	mcxt__set_limit(MemoryContext context, Size limit);
+extern int	mcxt__retain_on_reset(MemoryContext context, Size max_bytes);
 extern MemoryContext mcxt__chunk_context(void *pointer);
 extern int	mcxt__chunk_space(void *pointer, Size *space);
 extern int	mcxt__stats(MemoryContext context, size_t max_level, size_t max_children);
@@ -542,4 +543,10 @@ void
 mcxt_set_limit(MemoryContext context, Size limit)
 {
 	check_status(mcxt__set_limit(context, limit));
+}
+
+void
+mcxt_retain_on_reset(MemoryContext context, Size max_bytes)
+{
+	check_status(mcxt__retain_on_reset(context, max_bytes));
 }

@@ -678,6 +678,22 @@ pub unsafe extern "C" fn mcxt__set_limit(ctx: *mut c_void, limit: usize) -> c_in
     })
 }
 
+/// `mcxt_retain_on_reset`: lets a reset of a Bump context keep up to
+/// `max_bytes` of its blocks for reuse (0: none); an error for other kinds.
+///
+/// # Safety
+/// Crate contract.
+#[no_mangle]
+pub unsafe extern "C" fn mcxt__retain_on_reset(ctx: *mut c_void, max_bytes: usize) -> c_int {
+    ffi_status(|| {
+        // SAFETY: crate contract.
+        let ctx = unsafe { context(ctx, "mcxt_retain_on_reset")? };
+        // SAFETY: alive.
+        unsafe { ctx.retain_on_reset(max_bytes) }?;
+        Ok(())
+    })
+}
+
 /// `GetMemoryChunkContext`: NULL with an error recorded for a NULL or
 /// invalid pointer.
 ///

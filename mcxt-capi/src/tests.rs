@@ -188,6 +188,11 @@ fn entry_points_report_errors_instead_of_raising() {
         assert_eq!(mcxt__free(ptr::null_mut()), -1);
         assert_eq!(take_error().unwrap(), "pfree called with a NULL pointer");
 
+        // Only Bump contexts keep blocks across resets.
+        assert_eq!(mcxt__retain_on_reset(ctx, 1 << 20), -1);
+        let msg = take_error().unwrap();
+        assert!(msg.contains("only Bump contexts"), "{msg}");
+
         let name = [0xffu8, 0];
         assert!(mcxt__create(ctx, name.as_ptr().cast(), KIND_BUMP, 0, 8192, 8192).is_null());
         assert!(take_error().unwrap().contains("UTF-8"));

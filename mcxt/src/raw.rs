@@ -575,10 +575,8 @@ pub(crate) unsafe fn alloc_dispatch(
         // an indirect branch on every allocation.
         let r = if kind == ContextKind::AllocSet {
             aset::alloc(ctx.cast(), size, flags)
-        } else if kind == ContextKind::Bump {
-            bump::alloc(ctx.cast(), size, flags)
         } else {
-            alloc_other(ctx, size, flags)
+            alloc_not_aset(ctx, kind, size, flags)
         };
         #[cfg(any(feature = "valgrind", feature = "asan"))]
         if let Ok(p) = r {
@@ -589,6 +587,27 @@ pub(crate) unsafe fn alloc_dispatch(
             }
         }
         r
+    }
+}
+
+/// Bump allocation inline, the other kinds out of line.
+///
+/// # Safety
+/// `ctx` alive and of kind `kind`.
+#[inline(always)]
+unsafe fn alloc_not_aset(
+    ctx: *mut ContextHeader,
+    kind: ContextKind,
+    size: usize,
+    flags: AllocFlags,
+) -> Result<NonNull<u8>, Error> {
+    // SAFETY: caller contract.
+    unsafe {
+        if kind == ContextKind::Bump {
+            bump::alloc(ctx.cast(), size, flags)
+        } else {
+            alloc_other(ctx, size, flags)
+        }
     }
 }
 

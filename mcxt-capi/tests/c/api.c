@@ -407,6 +407,33 @@ test_limits_and_no_oom(void)
 }
 
 static void
+test_bump_retention(void)
+{
+	MemoryContext bump = BumpContextCreate(TopMemoryContext, "bump kept", ALLOCSET_DEFAULT_SIZES);
+	Size		first = MemoryContextMemAllocated(bump, false);
+	Size		kept = 0;
+	int			cycle;
+
+	mcxt_retain_on_reset(bump, 1024 * 1024);
+	for (cycle = 0; cycle < 3; cycle++)
+	{
+		int			i;
+
+		for (i = 0; i < 10000; i++)
+			memset(MemoryContextAlloc(bump, 48), i, 48);
+		MemoryContextReset(bump);
+		if (cycle == 0)
+			kept = MemoryContextMemAllocated(bump, false);
+	}
+	CHECK(kept > first + 10000 * 48);	/* every block was kept */
+	CHECK(MemoryContextMemAllocated(bump, false) == kept);	/* and reused */
+	CHECK(MemoryContextIsEmpty(bump));
+	mcxt_retain_on_reset(bump, 0);	/* lowering the bound frees them */
+	CHECK(MemoryContextMemAllocated(bump, false) == first);
+	MemoryContextDelete(bump);
+}
+
+static void
 test_error_handler_registry(void)
 {
 	void	   *arg = NULL;
@@ -431,6 +458,7 @@ main(void)
 	test_kinds();
 	test_reset_and_delete();
 	test_limits_and_no_oom();
+	test_bump_retention();
 	test_error_handler_registry();
 
 	MemoryContextStats(TopMemoryContext);
