@@ -234,32 +234,21 @@ pub(crate) unsafe fn create(
     name: &'static str,
     sizes: AllocSetSizes,
 ) -> Result<*mut AllocSet, Error> {
+    let slot = recycle_slot_for(&sizes);
+    #[cfg(feature = "std")]
+    if slot != 0 {
+        if let Some(set) = recycle::pop(slot) {
+            // SAFETY: a popped set is valid, unlinked and ours alone;
+            // parent valid or null (caller contract).
+            return unsafe { reuse(set, parent, name, sizes) };
+        }
+    }
     sizes
         .validate()
         .map_err(|why| Error::new(ErrorKind::InvalidParameters(why), name, 0))?;
     // SAFETY: parent is valid or null (caller contract).
     unsafe {
         crate::critical::check_create(parent, name)?;
-        let slot = recycle_slot_for(&sizes);
-        #[cfg(feature = "std")]
-        if slot != 0 {
-            if let Some(set) = recycle::pop(slot) {
-                let bytes = (*set).hdr.own_bytes;
-                if let Err(e) = tree::charge(parent, bytes, name, bytes) {
-                    recycle::push(set);
-                    return Err(e);
-                }
-                (*set).hdr = ContextHeader::new(ContextKind::AllocSet, name);
-                (*set).hdr.own_bytes = bytes;
-                (*set).hdr.subtree_bytes = bytes;
-                (*set).max_block_size = sizes.max_block_size;
-                (*set).init_block_size = sizes.init_block_size;
-                (*set).next_block_size = sizes.init_block_size;
-                (*set).chunk_limit = chunk_limit_for(sizes.max_block_size);
-                finish_create(set, parent);
-                return Ok(set);
-            }
-        }
         tree::charge(parent, SET_HDR, name, SET_HDR)?;
         let set = system::alloc_block(SET_HDR).cast::<AllocSet>();
         if set.is_null() {
@@ -308,6 +297,87 @@ pub(crate) unsafe fn create(
         finish_create(set, parent);
         Ok(set)
     }
+}
+
+/// [`create`] with a recycled set: the same checks, in the same order,
+/// and a header brought to the state of a fresh one.
+///
+/// A cached set is already reset (empty free lists, the keeper if any as
+/// current block, `next_block_size` back at its start) and unlinked, with
+/// no child, callback or identifier: only what the creator chooses or
+/// what a previous life may have changed is written here. Most creates
+/// come here, so this is where stores are saved.
+///
+/// # Safety
+/// `set` just popped from the cache; `parent` valid or null.
+#[cfg(feature = "std")]
+unsafe fn reuse(
+    set: *mut AllocSet,
+    parent: *mut ContextHeader,
+    name: &'static str,
+    sizes: AllocSetSizes,
+) -> Result<*mut AllocSet, Error> {
+    // SAFETY: caller contract; on every error the set goes back to the
+    // cache untouched.
+    unsafe {
+        debug_assert_cached(set);
+        // The slot fixes the first two sizes, and the set's maximum was
+        // validated when it was set: only a different maximum needs a look.
+        if (*set).max_block_size != sizes.max_block_size {
+            if let Err(why) = sizes.validate() {
+                recycle::give_back(set);
+                return Err(Error::new(ErrorKind::InvalidParameters(why), name, 0));
+            }
+            (*set).max_block_size = sizes.max_block_size;
+            (*set).chunk_limit = chunk_limit_for(sizes.max_block_size);
+        }
+        debug_assert_eq!((*set).init_block_size, sizes.init_block_size);
+        if let Err(e) = crate::critical::check_create(parent, name) {
+            recycle::give_back(set);
+            return Err(e);
+        }
+        let bytes = (*set).hdr.own_bytes;
+        if let Err(e) = tree::charge(parent, bytes, name, bytes) {
+            recycle::give_back(set);
+            return Err(e);
+        }
+        let hdr = ptr::addr_of_mut!((*set).hdr);
+        (*hdr).name = name;
+        (*hdr).limit = usize::MAX;
+        // Deleted as the root of a subtree, it kept the subtree's total.
+        (*hdr).subtree_bytes = bytes;
+        (*hdr).allow_in_critical = false;
+        finish_create(set, parent);
+        Ok(set)
+    }
+}
+
+/// What [`reuse`] relies on: a cached set looks like a fresh context but
+/// for its name, limit, subtree total and critical-section permission.
+#[cfg(feature = "std")]
+#[inline(always)]
+unsafe fn debug_assert_cached(set: *mut AllocSet) {
+    // SAFETY: `set` valid (caller contract); reads only.
+    #[cfg(debug_assertions)]
+    unsafe {
+        let h = &(*set).hdr;
+        debug_assert!(h.kind == ContextKind::AllocSet && h.is_reset);
+        debug_assert!(h.parent.is_null() && h.first_child.is_null());
+        debug_assert!(h.prev_sibling.is_null() && h.next_sibling.is_null());
+        debug_assert!(h.callbacks.is_null() && h.ident.is_none());
+        debug_assert!((*set).maybe_free == 0 && (*set).freelist.iter().all(|f| f.is_null()));
+        debug_assert!((*set).current == (*set).keeper && (*set).blocks == (*set).keeper);
+        let keeper = (*set).keeper;
+        if keeper.is_null() {
+            debug_assert!((*set).freeptr.is_null() && (*set).endptr.is_null());
+            debug_assert_eq!(h.own_bytes, SET_HDR);
+        } else {
+            debug_assert!((*set).freeptr == block_data(keeper) && (*set).endptr == (*keeper).end);
+            debug_assert_eq!(h.own_bytes, SET_HDR + block_bytes(keeper));
+        }
+        debug_assert_eq!((*set).next_block_size, (*set).init_block_size);
+    }
+    let _ = set;
 }
 
 unsafe fn finish_create(set: *mut AllocSet, parent: *mut ContextHeader) {
@@ -827,6 +897,8 @@ pub(crate) unsafe fn delete(set: *mut AllocSet) {
     unsafe {
         if !(*set).hdr.is_reset {
             reset(set);
+            // A recycled set is taken as it is kept: reset in every way.
+            (*set).hdr.is_reset = true;
         }
         // With `checking`, deleted contexts are not recycled: a stale
         // handle must not find a live context at its address.
@@ -1114,6 +1186,8 @@ mod recycle {
                 // SAFETY: cached sets are valid and owned by the cache.
                 unsafe {
                     c.heads[list].set((*set).hdr.next_sibling.cast());
+                    // Unchained, it is as unlinked as a fresh context.
+                    (*set).hdr.next_sibling = ptr::null_mut();
                     c.counts[i].set(c.counts[i].get() - 1);
                     c.bytes.set(c.bytes.get() - (*set).hdr.own_bytes);
                 }
@@ -1124,6 +1198,7 @@ mod recycle {
     }
 
     /// Takes `set` (reset, unlinked); false if the list is full.
+    #[inline]
     pub(super) fn push(set: *mut AllocSet) -> bool {
         CACHE
             .try_with(|c| {
@@ -1133,13 +1208,10 @@ mod recycle {
                     if c.counts[i].get() >= MAX_RECYCLED {
                         return false;
                     }
-                    if c.bytes.get() + (*set).hdr.own_bytes > MAX_RECYCLED_BYTES {
-                        // Over the budget: keep the header (creation stays
-                        // free of malloc) but give the first block back.
-                        drop_keeper(set);
-                        if c.bytes.get() + (*set).hdr.own_bytes > MAX_RECYCLED_BYTES {
-                            return false;
-                        }
+                    if c.bytes.get() + (*set).hdr.own_bytes > MAX_RECYCLED_BYTES
+                        && !fit_budget(c, set)
+                    {
+                        return false;
                     }
                     let list = 2 * i + usize::from(!(*set).keeper.is_null());
                     (*set).hdr.next_sibling = c.heads[list].get().cast();
@@ -1150,6 +1222,30 @@ mod recycle {
                 true
             })
             .unwrap_or(false)
+    }
+
+    /// Over the budget: keeps the header (creation stays free of malloc)
+    /// but gives the first block back; false if even the header does not
+    /// fit. Out of line, so that the usual push saves no registers for it.
+    ///
+    /// # Safety
+    /// As [`push`].
+    #[inline(never)]
+    unsafe fn fit_budget(c: &Cache, set: *mut AllocSet) -> bool {
+        // SAFETY: caller contract.
+        unsafe {
+            drop_keeper(set);
+            c.bytes.get() + (*set).hdr.own_bytes <= MAX_RECYCLED_BYTES
+        }
+    }
+
+    /// Puts back a set just popped (a create that failed); it fits, as
+    /// it did before, and is freed if it does not.
+    pub(super) fn give_back(set: *mut AllocSet) {
+        if !push(set) {
+            // SAFETY: `set` is valid, reset, unlinked and ours alone.
+            unsafe { destroy(set) }
+        }
     }
 
     pub(super) fn bytes() -> usize {

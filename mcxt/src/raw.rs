@@ -329,7 +329,7 @@ impl MemoryContext {
     /// Alive.
     pub unsafe fn set_limit(self, limit: Option<usize>) {
         // SAFETY: caller contract.
-        unsafe { (*self.header()).limit = limit.unwrap_or(usize::MAX) }
+        unsafe { tree::set_limit(self.header(), limit.unwrap_or(usize::MAX)) }
     }
 
     /// The byte limit, if any.

@@ -16,7 +16,8 @@
 //! once, so the subtree total of any context is read in O(1) while the chunk
 //! hot path pays nothing: blocks are rare, chunks are not. The same walk
 //! enforces optional byte limits: a charge that would take any ancestor past
-//! its limit is undone and fails, naming that ancestor.
+//! its limit is undone and fails, naming that ancestor. Until a limit is
+//! first set (anywhere in the process) the walk only adds.
 //!
 //! **No recursion.** Reset and delete walk the tree iteratively, descending
 //! to a leaf, deleting it and resuming at its parent, as PostgreSQL 17 does.
@@ -35,6 +36,8 @@ use crate::{aset, bump, generation, slab};
 use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::ptr;
+#[cfg(target_has_atomic = "8")]
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A reset/delete callback record (PostgreSQL's `MemoryContextCallback`).
 ///
@@ -162,12 +165,73 @@ pub(crate) unsafe fn charge(
     unsafe { charge_below(start, ptr::null_mut(), bytes, requester, request) }
 }
 
+/// Set when a context is first given a byte limit (by any thread) and
+/// never cleared. Until then no charge can fail, and charges, walked once
+/// per block and per context created, skip the comparisons: most programs
+/// never set a limit.
+#[cfg(target_has_atomic = "8")]
+static LIMITS_SET: AtomicBool = AtomicBool::new(false);
+
+/// False while no context has ever had a limit.
+#[inline(always)]
+fn limits_set() -> bool {
+    #[cfg(target_has_atomic = "8")]
+    {
+        // Relaxed is enough: a limit set by this thread is seen in program
+        // order, and one set by another thread on a context this thread now
+        // uses was handed over with the synchronisation that moved it.
+        LIMITS_SET.load(Ordering::Relaxed)
+    }
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        true
+    }
+}
+
+/// Sets the byte limit over the subtree of `ctx` (`usize::MAX`: none).
+///
+/// # Safety
+/// `ctx` must be a valid context.
+pub(crate) unsafe fn set_limit(ctx: *mut ContextHeader, limit: usize) {
+    #[cfg(target_has_atomic = "8")]
+    if limit != usize::MAX {
+        LIMITS_SET.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: caller contract.
+    unsafe { (*ctx).limit = limit };
+}
+
 /// [`charge`] for the chain from `start` up to, not including, `stop`
 /// (an ancestor of `start`, or null for the whole chain).
 ///
 /// # Safety
 /// As [`charge`]; `stop` is null or an ancestor of `start`.
+#[inline(always)]
 unsafe fn charge_below(
+    start: *mut ContextHeader,
+    stop: *mut ContextHeader,
+    bytes: usize,
+    requester: &'static str,
+    request: usize,
+) -> Result<(), Error> {
+    if limits_set() {
+        // SAFETY: caller contract.
+        return unsafe { charge_below_checked(start, stop, bytes, requester, request) };
+    }
+    // No limit anywhere: the totals cannot wrap either, as they count
+    // bytes held at once and `bytes` is at most half the address space
+    // plus a block header.
+    // SAFETY: caller contract.
+    unsafe { charge_unchecked_below(start, stop, bytes) };
+    Ok(())
+}
+
+/// [`charge_below`] once limits are in use.
+///
+/// # Safety
+/// As [`charge_below`].
+#[inline(never)]
+unsafe fn charge_below_checked(
     start: *mut ContextHeader,
     stop: *mut ContextHeader,
     bytes: usize,
@@ -201,10 +265,12 @@ unsafe fn charge_below(
 }
 
 /// Adds `bytes` to the subtree totals from `start` up to, not including,
-/// `stop`, ignoring limits (used to restore a previous state).
+/// `stop`, ignoring limits (used to restore a previous state, and while
+/// no limit is set).
 ///
 /// # Safety
 /// `start` valid or null; `stop` null or an ancestor of `start`.
+#[inline(always)]
 unsafe fn charge_unchecked_below(
     start: *mut ContextHeader,
     stop: *mut ContextHeader,

@@ -539,6 +539,226 @@ fn recycled_contexts_that_kept_their_first_block_are_reused_first() {
     mcxt::release_recycled();
 }
 
+/// Everything a caller can see of a context, to compare a recycled one
+/// with a fresh one.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    name: &'static str,
+    ident: Option<String>,
+    limit: Option<usize>,
+    parent: Option<MemoryContext>,
+    children: usize,
+    is_empty: bool,
+    own: usize,
+    subtree: usize,
+    counters: mcxt::Counters,
+    check: mcxt::CheckSummary,
+}
+
+/// # Safety
+/// `c` alive.
+unsafe fn observe(c: MemoryContext) -> Observed {
+    // SAFETY: caller contract.
+    unsafe {
+        Observed {
+            name: c.name(),
+            ident: c.ident().map(str::to_owned),
+            limit: c.limit(),
+            parent: c.parent(),
+            children: c.children().count(),
+            is_empty: c.is_empty(),
+            own: c.mem_allocated(false),
+            subtree: c.mem_allocated(true),
+            counters: c.counters(),
+            check: c.check(),
+        }
+    }
+}
+
+/// A workload touching every size-dependent part of a set: most classes,
+/// frees (free lists), growth past the first block, dedicated blocks.
+/// Returns what is seen after each step.
+///
+/// # Safety
+/// `c` alive; its chunks are freed or reset by the caller.
+unsafe fn workload(c: MemoryContext) -> Vec<Observed> {
+    let mut seen = Vec::new();
+    // SAFETY: chunks used while alive, freed once.
+    unsafe {
+        let mut live = Vec::new();
+        for (i, size) in (1..2000)
+            .step_by(37)
+            .chain([5000, 8000, 9000, 70_000])
+            .enumerate()
+        {
+            let p = c.alloc(size).unwrap();
+            fill(p, size, i as u8);
+            live.push(p);
+            if i % 3 == 2 {
+                raw::free(live.swap_remove(i % live.len())).unwrap();
+            }
+            seen.push(observe(c));
+        }
+        for p in live.drain(..).step_by(2) {
+            raw::free(p).unwrap();
+        }
+        seen.push(observe(c));
+    }
+    seen
+}
+
+#[test]
+#[cfg_attr(
+    feature = "checking",
+    ignore = "checking does not recycle contexts (stale handles must not find a live one)"
+)]
+fn recycled_contexts_come_back_as_fresh_ones() {
+    mcxt::release_recycled();
+    // SAFETY: contexts used while alive, deleted once; callbacks' records
+    // outlive their contexts.
+    unsafe {
+        let top = root(AllocSetSizes::DEFAULT);
+        // The reference: a fresh context that took and reset its first
+        // block, which is what a recycled one holds.
+        let fresh = MemoryContext::new_alloc_set(Some(top), "ctx", AllocSetSizes::DEFAULT).unwrap();
+        fresh.alloc(100).unwrap();
+        fresh.reset();
+        let at_start = observe(fresh);
+        let fresh_run = workload(fresh);
+
+        // A context given every kind of state before it is deleted.
+        let used = MemoryContext::new_alloc_set(Some(top), "used", AllocSetSizes::DEFAULT).unwrap();
+        workload(used);
+        for size in [8, 24, 100, 1000, 3000] {
+            raw::free(used.alloc(size).unwrap()).unwrap();
+        }
+        used.set_ident(Some("ident"));
+        used.set_limit(Some(1 << 30));
+        used.allow_in_critical_section(true);
+        unsafe extern "C" fn nothing(_: *mut std::ffi::c_void) {}
+        let mut cb = mcxt::ResetCallback {
+            func: nothing,
+            arg: std::ptr::null_mut(),
+            next: std::ptr::null_mut(),
+        };
+        used.register_reset_callback(NonNull::from(&mut cb));
+        let child =
+            MemoryContext::new_alloc_set(Some(used), "child", AllocSetSizes::DEFAULT).unwrap();
+        child.alloc(5000).unwrap();
+        used.delete();
+
+        let again = MemoryContext::new_alloc_set(Some(top), "ctx", AllocSetSizes::DEFAULT).unwrap();
+        assert_eq!(again, used, "the deleted context is recycled");
+        assert_eq!(observe(again), at_start);
+        {
+            let _section = mcxt::CriticalSection::enter();
+            let err = again.alloc(16).unwrap_err();
+            assert_eq!(
+                err.kind,
+                ErrorKind::CriticalSection,
+                "permission not inherited"
+            );
+        }
+        assert_eq!(workload(again), fresh_run);
+        assert_eq!(
+            top.mem_allocated(true),
+            top.mem_allocated(false) + fresh.mem_allocated(false) + again.mem_allocated(false)
+        );
+        assert!(top.check().is_ok());
+
+        // The same slot serves SMALL and START_SMALL: a recycled SMALL
+        // context created as START_SMALL takes its maximum (and so its
+        // chunk limit) from the new sizes.
+        let fresh =
+            MemoryContext::new_alloc_set(Some(top), "s", AllocSetSizes::START_SMALL).unwrap();
+        fresh.alloc(100).unwrap();
+        fresh.reset();
+        let at_start = observe(fresh);
+        let fresh_run = workload(fresh);
+        let small = MemoryContext::new_alloc_set(Some(top), "s", AllocSetSizes::SMALL).unwrap();
+        workload(small);
+        small.delete();
+        let again =
+            MemoryContext::new_alloc_set(Some(top), "s", AllocSetSizes::START_SMALL).unwrap();
+        assert_eq!(again, small, "the deleted context is recycled");
+        assert_eq!(observe(again), at_start);
+        assert_eq!(workload(again), fresh_run);
+
+        // A root has no parent to take the permission from.
+        let r = root(AllocSetSizes::DEFAULT);
+        r.alloc(100).unwrap();
+        r.allow_in_critical_section(true);
+        r.set_limit(Some(1 << 20));
+        r.delete();
+        let r2 = root(AllocSetSizes::DEFAULT);
+        assert_eq!(r2, r);
+        assert_eq!((r2.parent(), r2.limit()), (None, None));
+        {
+            let _section = mcxt::CriticalSection::enter();
+            let err = r2.alloc(16).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::CriticalSection, "permission not kept");
+        }
+        r2.delete();
+        top.delete();
+    }
+    mcxt::release_recycled();
+}
+
+#[test]
+#[cfg_attr(
+    feature = "checking",
+    ignore = "checking does not recycle contexts (stale handles must not find a live one)"
+)]
+fn a_refused_create_leaves_the_recycled_context_cached() {
+    mcxt::release_recycled();
+    // SAFETY: contexts used while alive, deleted once.
+    unsafe {
+        let top = root(AllocSetSizes::DEFAULT);
+        let c = MemoryContext::new_alloc_set(Some(top), "c", AllocSetSizes::DEFAULT).unwrap();
+        c.alloc(100).unwrap();
+        c.delete();
+        let cached = mcxt::recycled_bytes();
+        let top_total = top.mem_allocated(true);
+        assert!(cached > 0);
+
+        // Recyclable first sizes, but a maximum no context may have.
+        let bad = AllocSetSizes {
+            max_block_size: 4096,
+            ..AllocSetSizes::DEFAULT
+        };
+        let err = MemoryContext::new_alloc_set(Some(top), "bad", bad).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::InvalidParameters(_)), "{err}");
+        let err = MemoryContext::new_alloc_set(None, "bad", bad).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::InvalidParameters(_)), "{err}");
+
+        top.set_limit(Some(top_total));
+        let err =
+            MemoryContext::new_alloc_set(Some(top), "over", AllocSetSizes::DEFAULT).unwrap_err();
+        assert!(matches!(err.kind, ErrorKind::LimitExceeded { .. }), "{err}");
+        top.set_limit(None);
+
+        {
+            let _section = mcxt::CriticalSection::enter();
+            let err = MemoryContext::new_alloc_set(Some(top), "crit", AllocSetSizes::DEFAULT)
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::CriticalSection);
+        }
+
+        assert_eq!(
+            mcxt::recycled_bytes(),
+            cached,
+            "the cached context is still there"
+        );
+        assert_eq!(top.mem_allocated(true), top_total, "nothing charged");
+        assert!(top.check().is_ok());
+        let d = MemoryContext::new_alloc_set(Some(top), "d", AllocSetSizes::DEFAULT).unwrap();
+        assert_eq!(d, c);
+        assert_eq!(mcxt::recycled_bytes(), 0);
+        top.delete();
+    }
+    mcxt::release_recycled();
+}
+
 #[test]
 #[cfg_attr(
     feature = "checking",
