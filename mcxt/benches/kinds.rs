@@ -8,7 +8,9 @@
 //!   `mcxt_bump_safe_retained` keep them
 //!   ([`retain_on_reset`](mcxt::Context::retain_on_reset)), as bumpalo
 //!   keeps its largest chunk: the same policy, so the per-allocation cost
-//!   is compared.
+//!   is compared. `mcxt_bump_typed` is the same through
+//!   [`BumpContext`](mcxt::BumpContext), whose kind is known at compile
+//!   time, as bumpalo's is.
 //! * **Slab** against glibc and mimalloc: fixed-size churn over a large
 //!   live set (`slab_churn/48`, `slab_churn/128`) and fill-then-free-all
 //!   (`slab_fill_free/48`, `slab_fill_free/128`).
@@ -17,7 +19,8 @@
 //!
 //! Every group also has `mcxt_aset`, the general-purpose AllocSet kind
 //! doing the same work, for reference. Function names carry the allocator
-//! (`mcxt_bump`, `mcxt_bump_retained`, `mcxt_bump_safe_retained`, `bumpalo`, `mcxt_slab`, `glibc`,
+//! (`mcxt_bump`, `mcxt_bump_retained`, `mcxt_bump_safe_retained`,
+//! `mcxt_bump_typed`, `bumpalo`, `mcxt_slab`, `glibc`,
 //! `mimalloc`, `mcxt_generation`, `mcxt_aset`), and every group sets
 //! `Throughput::Elements` to the operations of one iteration, so the time
 //! per op is criterion's time per iteration divided by that count.
@@ -38,7 +41,7 @@ use std::ptr::NonNull;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mcxt::raw::{self, MemoryContext};
-use mcxt::{BlockSizes, Context, ContextSpec, SLAB_DEFAULT_BLOCK_SIZE};
+use mcxt::{BlockSizes, BumpContext, Context, ContextSpec, SLAB_DEFAULT_BLOCK_SIZE};
 use mimalloc::MiMalloc;
 
 /// Allocations per iteration of the `bump` groups (not a power of two, so
@@ -189,6 +192,8 @@ fn bump(c: &mut Criterion) {
     let mut safe = Context::try_new_with("bump_safe", ContextSpec::Bump(BlockSizes::DEFAULT))
         .expect("bump context");
     safe.retain_on_reset(KEEP).expect("a bump context");
+    let mut typed = BumpContext::try_new("bump_typed", BlockSizes::DEFAULT).expect("bump context");
+    typed.retain_on_reset(KEEP).expect("a bump context");
     let mut bumpalo = bumpalo::Bump::new();
 
     {
@@ -202,6 +207,14 @@ fn bump(c: &mut Criterion) {
                     black_box(safe.alloc(i));
                 }
                 safe.reset();
+            })
+        });
+        g.bench_function("mcxt_bump_typed", |b| {
+            b.iter(|| {
+                for i in 0..BUMP_ALLOCS as u64 {
+                    black_box(typed.alloc(i));
+                }
+                typed.reset();
             })
         });
         g.bench_function("bumpalo", |b| {
@@ -232,6 +245,14 @@ fn bump(c: &mut Criterion) {
                     black_box(safe.try_alloc_bytes(size).unwrap());
                 }
                 safe.reset();
+            })
+        });
+        g.bench_function("mcxt_bump_typed", |b| {
+            b.iter(|| {
+                for _ in 0..BUMP_ALLOCS {
+                    black_box(typed.try_alloc_layout(l).unwrap());
+                }
+                typed.reset();
             })
         });
         g.bench_function("bumpalo", |b| {

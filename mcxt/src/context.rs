@@ -15,7 +15,7 @@ use crate::error::{AllocFlags, Error};
 use crate::raw::{self, MemoryContext};
 use crate::stats::{Counters, StatsSnapshot};
 use crate::tree::ResetCallback;
-use crate::{ContextKind, ContextSpec};
+use crate::{BlockSizes, ContextKind, ContextSpec};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::alloc::Layout;
@@ -65,6 +65,44 @@ pub struct Context<'parent> {
 #[cold]
 fn oom(e: Error) -> ! {
     panic!("{e}")
+}
+
+/// Moves `value` into `chunk`, or gives it back with the error.
+///
+/// # Safety
+/// `chunk`, if `Ok`, is a fresh chunk with `T`'s layout that stays valid
+/// and unaliased for `'a`.
+#[inline(always)]
+unsafe fn emplace<'a, T>(
+    chunk: Result<NonNull<u8>, Error>,
+    value: T,
+) -> Result<&'a mut T, (T, Error)> {
+    match chunk {
+        Ok(p) => {
+            let p = p.cast::<T>().as_ptr();
+            // SAFETY: caller contract.
+            unsafe {
+                p.write(value);
+                Ok(&mut *p)
+            }
+        }
+        Err(e) => Err((value, e)),
+    }
+}
+
+/// Copies `src` into `chunk`.
+///
+/// # Safety
+/// `chunk` is a fresh chunk with `src`'s layout that stays valid and
+/// unaliased for `'a`.
+#[inline]
+unsafe fn copy_slice<'a, T: Copy>(chunk: NonNull<u8>, src: &[T]) -> &'a mut [T] {
+    let p = chunk.cast::<T>().as_ptr();
+    // SAFETY: caller contract; `T: Copy`, so the copy needs no drop.
+    unsafe {
+        ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
+        core::slice::from_raw_parts_mut(p, src.len())
+    }
 }
 
 impl Context<'static> {
@@ -196,18 +234,9 @@ impl<'parent> Context<'parent> {
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
     #[inline]
     pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
-        match self.try_alloc_layout(Layout::new::<T>()) {
-            Ok(p) => {
-                let p = p.cast::<T>().as_ptr();
-                // SAFETY: a fresh chunk with T's size and alignment, borrowed
-                // for as long as `self` is, which reset/drop require ending.
-                unsafe {
-                    p.write(value);
-                    Ok(&mut *p)
-                }
-            }
-            Err(e) => Err((value, e)),
-        }
+        // SAFETY: a fresh chunk with T's layout, borrowed for as long as
+        // `self` is, which reset/drop require ending.
+        unsafe { emplace(self.try_alloc_layout(Layout::new::<T>()), value) }
     }
 
     /// Copies a slice into the context.
@@ -216,12 +245,8 @@ impl<'parent> Context<'parent> {
         let p = self
             .try_alloc_layout(Layout::for_value(src))
             .unwrap_or_else(|e| oom(e));
-        let p = p.cast::<T>().as_ptr();
-        // SAFETY: a fresh chunk of the slice's layout; T: Copy.
-        unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
-            core::slice::from_raw_parts_mut(p, src.len())
-        }
+        // SAFETY: a fresh chunk of the slice's layout, borrowed as above.
+        unsafe { copy_slice(p, src) }
     }
 
     /// A slice of `len` elements made by `f(index)`.
@@ -590,6 +615,156 @@ impl<'parent> Context<'parent> {
     /// context under a longer-lived one). A root would be leaked.
     pub fn leak_into_parent(self) {
         mem::forget(self);
+    }
+}
+
+/// A [`Context`] of kind Bump whose allocation knows its kind at compile
+/// time: [`alloc`](Self::alloc), [`try_alloc`](Self::try_alloc),
+/// [`try_alloc_layout`](Self::try_alloc_layout),
+/// [`try_alloc_bytes`](Self::try_alloc_bytes),
+/// [`alloc_slice_copy`](Self::alloc_slice_copy) and
+/// [`alloc_str`](Self::alloc_str) go straight to the pointer bump, with no
+/// test of the context's kind (what bumpalo's `Bump` does, its type being
+/// fixed too). Every other method of [`Context`] is reached through
+/// `Deref` (shared access only: a `&mut Context` could swap another kind
+/// of context in).
+///
+/// ```
+/// use mcxt::{BlockSizes, BumpContext};
+/// let mut rows = BumpContext::try_new("rows", BlockSizes::DEFAULT)?;
+/// rows.retain_on_reset(1 << 20)?; // a method of `Context`, through Deref
+/// for batch in 0..3u64 {
+///     let total: u64 = (0..1000).map(|i| *rows.alloc(batch * i)).sum();
+///     assert_eq!(total, batch * 499_500);
+///     assert_eq!(rows.alloc_str("done"), "done");
+///     rows.reset();
+/// }
+/// # Ok::<(), mcxt::Error>(())
+/// ```
+pub struct BumpContext<'parent> {
+    inner: Context<'parent>,
+}
+
+impl BumpContext<'static> {
+    /// A root Bump context.
+    pub fn try_new(name: &'static str, sizes: BlockSizes) -> Result<BumpContext<'static>, Error> {
+        Context::try_new_with(name, ContextSpec::Bump(sizes)).map(|inner| BumpContext { inner })
+    }
+}
+
+impl<'parent> BumpContext<'parent> {
+    /// A Bump child of `parent`, borrowing it like [`Context::new_child`].
+    pub fn try_new_child(
+        parent: &'parent Context<'_>,
+        name: &'static str,
+        sizes: BlockSizes,
+    ) -> Result<BumpContext<'parent>, Error> {
+        parent
+            .try_new_child_with(name, ContextSpec::Bump(sizes))
+            .map(|inner| BumpContext { inner })
+    }
+
+    /// Raw memory for `layout`, freed at reset or delete.
+    #[inline]
+    pub fn try_alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, Error> {
+        if !matches!(layout.align(), 1 | 2 | 4 | 8) {
+            return self.inner.try_alloc_layout(layout);
+        }
+        // SAFETY: `inner` is alive and was created as a Bump context (the
+        // only constructors), which no shared reference can change.
+        unsafe {
+            raw::alloc_known(
+                self.inner.raw.header(),
+                ContextKind::Bump,
+                layout.size(),
+                AllocFlags::empty(),
+            )
+        }
+    }
+
+    /// `size` raw bytes (8-aligned).
+    #[inline]
+    pub fn try_alloc_bytes(&self, size: usize) -> Result<NonNull<u8>, Error> {
+        // SAFETY: as in `try_alloc_layout`.
+        unsafe {
+            raw::alloc_known(
+                self.inner.raw.header(),
+                ContextKind::Bump,
+                size,
+                AllocFlags::empty(),
+            )
+        }
+    }
+
+    /// Moves `value` into the context (its destructor never runs).
+    ///
+    /// # Panics
+    /// If out of memory or over a limit; see [`try_alloc`](Self::try_alloc).
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+    #[inline]
+    pub fn alloc<T>(&self, value: T) -> &mut T {
+        self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e))
+    }
+
+    /// Moves `value` into the context, or gives it back with the error.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+    #[inline]
+    pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
+        // SAFETY: a fresh chunk with T's layout, borrowed for as long as
+        // `self` is, which reset/drop require ending.
+        unsafe { emplace(self.try_alloc_layout(Layout::new::<T>()), value) }
+    }
+
+    /// Copies a slice into the context.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+    pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
+        let p = self
+            .try_alloc_layout(Layout::for_value(src))
+            .unwrap_or_else(|e| oom(e));
+        // SAFETY: as in `try_alloc`.
+        unsafe { copy_slice(p, src) }
+    }
+
+    /// Copies a string into the context.
+    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+    pub fn alloc_str(&self, s: &str) -> &mut str {
+        let bytes = self.alloc_slice_copy(s.as_bytes());
+        // SAFETY: copied from a `str`.
+        unsafe { core::str::from_utf8_unchecked_mut(bytes) }
+    }
+
+    /// [`Context::reset`].
+    pub fn reset(&mut self) {
+        self.inner.reset()
+    }
+
+    /// [`Context::delete_children`].
+    pub fn delete_children(&mut self) {
+        self.inner.delete_children()
+    }
+
+    /// [`Context::set_ident`].
+    pub fn set_ident(&mut self, ident: Option<&str>) {
+        self.inner.set_ident(ident)
+    }
+
+    /// The context as a plain [`Context`].
+    pub fn into_context(self) -> Context<'parent> {
+        self.inner
+    }
+}
+
+impl<'parent> Deref for BumpContext<'parent> {
+    type Target = Context<'parent>;
+
+    fn deref(&self) -> &Context<'parent> {
+        &self.inner
+    }
+}
+
+impl fmt::Debug for BumpContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BumpContext").field(&self.inner).finish()
     }
 }
 

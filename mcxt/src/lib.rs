@@ -23,7 +23,10 @@
 //! * **AllocSet** ([`AllocSetSizes`]) is the general-purpose kind: size
 //!   classes with free lists, growing blocks, a kept first block, dedicated
 //!   blocks for requests above 8 KiB that return to the system on free,
-//!   and recycling of deleted contexts.
+//!   and recycling of deleted contexts. The other kinds ([`ContextSpec`]):
+//!   Generation, Slab, and Bump (no chunk header; [`BumpContext`] is a
+//!   handle whose allocation skips the kind test, and
+//!   [`Context::retain_on_reset`] keeps its blocks across resets).
 //! * **Accounting and limits.** [`Context::mem_allocated`] gives the bytes
 //!   held by a context or its subtree in O(1): block-level changes are
 //!   propagated up the tree. [`Context::set_limit`] bounds a subtree; the
@@ -123,7 +126,7 @@ pub use aset::{
     recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED, MAX_RECYCLED_BYTES,
 };
 pub use check::{CheckSummary, Problem, Report};
-pub use context::{Context, PBox};
+pub use context::{BumpContext, Context, PBox};
 #[cfg(feature = "std")]
 pub use critical::CriticalSection;
 #[cfg(feature = "std")]

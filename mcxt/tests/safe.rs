@@ -312,3 +312,53 @@ fn stats_serialize() {
     assert!(json.contains("\"name\":\"json\""), "{json}");
     assert!(json.contains("\"kind\":\"AllocSet\""), "{json}");
 }
+
+#[test]
+fn bump_context_allocates_without_a_kind_test_and_behaves_as_a_context() {
+    use mcxt::{BlockSizes, BumpContext};
+    let top = Context::new("top");
+    let mut b = BumpContext::try_new_child(&top, "rows", BlockSizes::DEFAULT).unwrap();
+    assert_eq!(b.kind(), mcxt::ContextKind::Bump);
+    let base = b.mem_allocated(false);
+    let x = b.alloc(7u64);
+    let s = b.alloc_str("héllo");
+    let v = b.alloc_slice_copy(&[1u16, 2, 3]);
+    *x += 1;
+    assert_eq!((*x, &*s, &*v), (8, "héllo", &[1u16, 2, 3][..]));
+    // No header: consecutive 8-byte chunks are 8 bytes apart.
+    let p = b.try_alloc_bytes(8).unwrap().as_ptr() as usize;
+    let q = b.try_alloc_bytes(8).unwrap().as_ptr() as usize;
+    if !cfg!(feature = "checking") {
+        assert_eq!(q - p, 8);
+    }
+    // Over-aligned layouts and the general API work through the context.
+    let l = std::alloc::Layout::from_size_align(100, 256).unwrap();
+    assert_eq!(b.try_alloc_layout(l).unwrap().as_ptr() as usize % 256, 0);
+    assert_eq!(
+        b.try_alloc_bytes(mcxt::MAX_ALLOC_SIZE + 1)
+            .unwrap_err()
+            .kind,
+        ErrorKind::InvalidSize
+    );
+    b.set_limit(Some(b.mem_allocated(true)));
+    assert!(b.try_alloc(vec![0u8; 0]).is_ok(), "fits in the first block");
+    assert!(matches!(
+        b.try_alloc_bytes(1 << 20).unwrap_err().kind,
+        ErrorKind::LimitExceeded { .. }
+    ));
+    b.set_limit(None);
+    b.set_ident(Some("batch 1"));
+    assert!(b.stats_text().contains(": batch 1"), "{}", b.stats_text());
+    assert!(top.mem_allocated(true) > b.mem_allocated(true));
+    b.reset();
+    assert_eq!(b.mem_allocated(false), base);
+    assert!(b.is_empty());
+    let plain: Context<'_> = b.into_context();
+    assert_eq!(plain.kind(), mcxt::ContextKind::Bump);
+    drop(plain);
+    assert_eq!(
+        top.mem_allocated(true),
+        top.mem_allocated(false),
+        "the child is gone"
+    );
+}
