@@ -72,8 +72,9 @@ pub(crate) struct Bump {
     max_block_size: usize,
     next_block_size: usize,
     first_alloc_size: usize,
-    /// Blocks kept by resets for reuse, linked by `next`, newest first;
-    /// not in the block list, their contents dead. See the module docs.
+    /// Blocks kept by resets for reuse, linked by `next` in the order
+    /// they will be taken (see `take_spare`); not in the block list, their
+    /// contents dead. See the module docs.
     spare: *mut Block,
     /// Bytes of the spare blocks.
     spare_bytes: usize,
