@@ -95,6 +95,23 @@ fn block_start(b: *mut Block) -> *mut u8 {
     b.cast::<u8>().wrapping_add(BLOCK_HDR)
 }
 
+/// How far `blk`, one of `b`'s blocks, is carved: the context holds the
+/// free pointer of the current block, each other block its own.
+///
+/// # Safety
+/// `b` valid, `blk` one of its blocks (linked or being unlinked).
+#[inline(always)]
+unsafe fn carved_end(b: *mut Bump, blk: *mut Block) -> *mut u8 {
+    // SAFETY: caller contract.
+    unsafe {
+        if blk == (*b).head {
+            (*b).freeptr
+        } else {
+            (*blk).freeptr
+        }
+    }
+}
+
 /// Creates a Bump context.
 ///
 /// # Safety
@@ -296,11 +313,7 @@ pub(crate) unsafe fn check(b: *mut Bump, checker: &mut crate::check::Checker<'_>
             #[cfg(feature = "checking")]
             {
                 use crate::chunk::{KindId, CHUNK_HDR_SIZE};
-                let freeptr = if blk == (*b).head {
-                    (*b).freeptr
-                } else {
-                    (*blk).freeptr
-                } as usize;
+                let freeptr = carved_end(b, blk) as usize;
                 let first = block_start(blk).add(CHUNK_HDR_SIZE);
                 if freeptr == block_start(blk) as usize {
                     // Nothing carved yet: no header to read.
@@ -547,11 +560,7 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
     // SAFETY: walks `b`'s own blocks.
     unsafe {
         let k = keeper(b);
-        let keeper_used = if (*b).head == k {
-            (*b).freeptr
-        } else {
-            (*k).freeptr
-        };
+        let keeper_used = carved_end(b, k);
         let mut freed = 0;
         let mut blk = (*b).head;
         while !blk.is_null() {
@@ -589,11 +598,7 @@ pub(crate) unsafe fn reset(b: *mut Bump) {
 unsafe fn keep_spare(b: *mut Bump, blk: *mut Block, bytes: usize) {
     // SAFETY: caller contract.
     unsafe {
-        let used = if blk == (*b).head {
-            (*b).freeptr
-        } else {
-            (*blk).freeptr
-        };
+        let used = carved_end(b, blk);
         crate::instrument::rewound(block_start(blk), used as usize - block_start(blk) as usize);
         (*blk).next = (*b).spare;
         (*b).spare = blk;
@@ -628,11 +633,7 @@ pub(crate) unsafe fn stats(b: *mut Bump) -> Counters {
         let mut blk = (*b).head;
         while !blk.is_null() {
             c.blocks += 1;
-            let freeptr = if blk == (*b).head {
-                (*b).freeptr
-            } else {
-                (*blk).freeptr
-            };
+            let freeptr = carved_end(b, blk);
             c.free_bytes += (*blk).end as usize - freeptr as usize;
             blk = (*blk).next;
         }

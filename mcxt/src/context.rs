@@ -105,6 +105,53 @@ unsafe fn copy_slice<'a, T: Copy>(chunk: NonNull<u8>, src: &[T]) -> &'a mut [T] 
     }
 }
 
+/// The allocation methods built on a type's `try_alloc_layout`, written
+/// once for [`Context`] and [`BumpContext`] (each has its own
+/// `try_alloc_layout`: the generic dispatch, or the bump with its kind
+/// known).
+macro_rules! alloc_methods {
+    () => {
+        /// Moves `value` into the context. Its destructor never runs (use
+        /// [`Context::alloc_with_drop`] or [`Context::boxed`] for that).
+        ///
+        /// # Panics
+        /// If out of memory or over a limit; see
+        /// [`try_alloc`](Self::try_alloc).
+        #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+        #[inline]
+        pub fn alloc<T>(&self, value: T) -> &mut T {
+            self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e))
+        }
+
+        /// Moves `value` into the context, or gives it back with the error.
+        #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+        #[inline]
+        pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
+            // SAFETY: a fresh chunk with T's layout, borrowed for as long as
+            // `self` is, which reset/drop require ending.
+            unsafe { emplace(self.try_alloc_layout(Layout::new::<T>()), value) }
+        }
+
+        /// Copies a slice into the context.
+        #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+        pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
+            let p = self
+                .try_alloc_layout(Layout::for_value(src))
+                .unwrap_or_else(|e| oom(e));
+            // SAFETY: a fresh chunk of the slice's layout, borrowed as above.
+            unsafe { copy_slice(p, src) }
+        }
+
+        /// Copies a string into the context (`MemoryContextStrdup`).
+        #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
+        pub fn alloc_str(&self, s: &str) -> &mut str {
+            let bytes = self.alloc_slice_copy(s.as_bytes());
+            // SAFETY: copied from a `str`.
+            unsafe { core::str::from_utf8_unchecked_mut(bytes) }
+        }
+    };
+}
+
 impl Context<'static> {
     /// A new root context with [`AllocSetSizes::DEFAULT`].
     ///
@@ -219,35 +266,7 @@ impl<'parent> Context<'parent> {
         unsafe { self.raw.alloc(size) }
     }
 
-    /// Moves `value` into the context. Its destructor never runs (use
-    /// [`alloc_with_drop`](Self::alloc_with_drop) or [`boxed`](Self::boxed)
-    /// for that).
-    ///
-    /// # Panics
-    /// If out of memory or over a limit; see [`try_alloc`](Self::try_alloc).
-    #[inline]
-    pub fn alloc<T>(&self, value: T) -> &mut T {
-        self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e))
-    }
-
-    /// Moves `value` into the context, or gives it back with the error.
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    #[inline]
-    pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
-        // SAFETY: a fresh chunk with T's layout, borrowed for as long as
-        // `self` is, which reset/drop require ending.
-        unsafe { emplace(self.try_alloc_layout(Layout::new::<T>()), value) }
-    }
-
-    /// Copies a slice into the context.
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
-        let p = self
-            .try_alloc_layout(Layout::for_value(src))
-            .unwrap_or_else(|e| oom(e));
-        // SAFETY: a fresh chunk of the slice's layout, borrowed as above.
-        unsafe { copy_slice(p, src) }
-    }
+    alloc_methods!();
 
     /// A slice of `len` elements made by `f(index)`.
     #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
@@ -271,14 +290,6 @@ impl<'parent> Context<'parent> {
         }
         // SAFETY: all `len` elements are initialised.
         unsafe { core::slice::from_raw_parts_mut(p, len) }
-    }
-
-    /// Copies a string into the context (`MemoryContextStrdup`).
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    pub fn alloc_str(&self, s: &str) -> &mut str {
-        let bytes = self.alloc_slice_copy(s.as_bytes());
-        // SAFETY: copied from a `str`.
-        unsafe { core::str::from_utf8_unchecked_mut(bytes) }
     }
 
     /// Moves `value` into the context and drops it when the context is
@@ -670,22 +681,14 @@ impl<'parent> BumpContext<'parent> {
         if !matches!(layout.align(), 1 | 2 | 4 | 8) {
             return self.inner.try_alloc_layout(layout);
         }
-        // SAFETY: `inner` is alive and was created as a Bump context (the
-        // only constructors), which no shared reference can change.
-        unsafe {
-            raw::alloc_known(
-                self.inner.raw.header(),
-                ContextKind::Bump,
-                layout.size(),
-                AllocFlags::empty(),
-            )
-        }
+        self.try_alloc_bytes(layout.size())
     }
 
     /// `size` raw bytes (8-aligned).
     #[inline]
     pub fn try_alloc_bytes(&self, size: usize) -> Result<NonNull<u8>, Error> {
-        // SAFETY: as in `try_alloc_layout`.
+        // SAFETY: `inner` is alive and was created as a Bump context (the
+        // only constructors), which no shared reference can change.
         unsafe {
             raw::alloc_known(
                 self.inner.raw.header(),
@@ -696,42 +699,7 @@ impl<'parent> BumpContext<'parent> {
         }
     }
 
-    /// Moves `value` into the context (its destructor never runs).
-    ///
-    /// # Panics
-    /// If out of memory or over a limit; see [`try_alloc`](Self::try_alloc).
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    #[inline]
-    pub fn alloc<T>(&self, value: T) -> &mut T {
-        self.try_alloc(value).unwrap_or_else(|(_, e)| oom(e))
-    }
-
-    /// Moves `value` into the context, or gives it back with the error.
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    #[inline]
-    pub fn try_alloc<T>(&self, value: T) -> Result<&mut T, (T, Error)> {
-        // SAFETY: a fresh chunk with T's layout, borrowed for as long as
-        // `self` is, which reset/drop require ending.
-        unsafe { emplace(self.try_alloc_layout(Layout::new::<T>()), value) }
-    }
-
-    /// Copies a slice into the context.
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
-        let p = self
-            .try_alloc_layout(Layout::for_value(src))
-            .unwrap_or_else(|e| oom(e));
-        // SAFETY: as in `try_alloc`.
-        unsafe { copy_slice(p, src) }
-    }
-
-    /// Copies a string into the context.
-    #[allow(clippy::mut_from_ref)] // each call returns a fresh, distinct chunk
-    pub fn alloc_str(&self, s: &str) -> &mut str {
-        let bytes = self.alloc_slice_copy(s.as_bytes());
-        // SAFETY: copied from a `str`.
-        unsafe { core::str::from_utf8_unchecked_mut(bytes) }
-    }
+    alloc_methods!();
 
     /// [`Context::reset`].
     pub fn reset(&mut self) {
