@@ -607,6 +607,27 @@ unsafe fn workload(c: MemoryContext) -> Vec<Observed> {
     seen
 }
 
+/// The reference a recycled context is compared with: a fresh child of
+/// `top` that took and reset its first block (what a recycled one holds),
+/// its observed state, and what the workload sees on it.
+///
+/// # Safety
+/// `top` alive.
+unsafe fn reference(
+    top: MemoryContext,
+    name: &'static str,
+    sizes: AllocSetSizes,
+) -> (MemoryContext, Observed, Vec<Observed>) {
+    // SAFETY: caller contract; the chunk dies at the reset.
+    unsafe {
+        let fresh = MemoryContext::new_alloc_set(Some(top), name, sizes).unwrap();
+        fresh.alloc(100).unwrap();
+        fresh.reset();
+        let at_start = observe(fresh);
+        (fresh, at_start, workload(fresh))
+    }
+}
+
 #[test]
 #[cfg_attr(
     feature = "checking",
@@ -620,11 +641,7 @@ fn recycled_contexts_come_back_as_fresh_ones() {
         let top = root(AllocSetSizes::DEFAULT);
         // The reference: a fresh context that took and reset its first
         // block, which is what a recycled one holds.
-        let fresh = MemoryContext::new_alloc_set(Some(top), "ctx", AllocSetSizes::DEFAULT).unwrap();
-        fresh.alloc(100).unwrap();
-        fresh.reset();
-        let at_start = observe(fresh);
-        let fresh_run = workload(fresh);
+        let (fresh, at_start, fresh_run) = reference(top, "ctx", AllocSetSizes::DEFAULT);
 
         // A context given every kind of state before it is deleted.
         let used = MemoryContext::new_alloc_set(Some(top), "used", AllocSetSizes::DEFAULT).unwrap();
@@ -669,12 +686,7 @@ fn recycled_contexts_come_back_as_fresh_ones() {
         // The same slot serves SMALL and START_SMALL: a recycled SMALL
         // context created as START_SMALL takes its maximum (and so its
         // chunk limit) from the new sizes.
-        let fresh =
-            MemoryContext::new_alloc_set(Some(top), "s", AllocSetSizes::START_SMALL).unwrap();
-        fresh.alloc(100).unwrap();
-        fresh.reset();
-        let at_start = observe(fresh);
-        let fresh_run = workload(fresh);
+        let (_, at_start, fresh_run) = reference(top, "s", AllocSetSizes::START_SMALL);
         let small = MemoryContext::new_alloc_set(Some(top), "s", AllocSetSizes::SMALL).unwrap();
         workload(small);
         small.delete();
