@@ -224,6 +224,32 @@ impl Checker<'_> {
         Some(hdr)
     }
 
+    /// The header of the chunk at `p` if it equals `expected` in every bit
+    /// but those of `free_bits`; else reports and returns `None` (the walk
+    /// of that block cannot go on).
+    ///
+    /// # Safety
+    /// `p - 8 .. p` readable.
+    pub(crate) unsafe fn header_like(
+        &mut self,
+        p: *mut u8,
+        expected: Header,
+        free_bits: u64,
+    ) -> Option<Header> {
+        // SAFETY: caller contract.
+        let hdr = unsafe { read_header(p) };
+        if (hdr.0 ^ expected.0) & !free_bits != 0 {
+            self.problem(
+                Problem::CorruptChunk {
+                    what: "chunk header overwritten (wrong kind, context or block offset)",
+                },
+                p,
+            );
+            return None;
+        }
+        Some(hdr)
+    }
+
     /// True when the chunk at `p` carries the external header of `kind`.
     ///
     /// # Safety

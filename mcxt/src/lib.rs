@@ -17,7 +17,7 @@
 //!   deletes every descendant, keeping the first block so reset loops never
 //!   call the system allocator; dropping a handle deletes the context.
 //! * **Chunks know their context.** Each chunk is preceded by an 8-byte
-//!   header (kind, size class, distance to its block), so
+//!   header (kind, size class, and its context or block), so
 //!   [`raw::free`]`(ptr)`, [`raw::realloc`]`(ptr, n)`, [`raw::chunk_context`]
 //!   and [`raw::chunk_space`] need no context argument.
 //! * **AllocSet** ([`AllocSetSizes`]) is the general-purpose kind: size

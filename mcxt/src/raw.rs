@@ -665,7 +665,7 @@ pub unsafe fn free(ptr: NonNull<u8>) -> Result<(), Error> {
 fn is_sound_chunk_header(hdr: Header) -> bool {
     matches!(
         hdr.kind(),
-        Some(KindId::AllocSet | KindId::Generation | KindId::Slab)
+        Some(KindId::AllocSet | KindId::AllocSetFar | KindId::Generation | KindId::Slab)
     ) && (!hdr.is_external() || hdr.external_magic_ok())
 }
 
@@ -713,7 +713,7 @@ unsafe fn free_other(p: *mut u8, hdr: Header) -> Result<(), Error> {
     // SAFETY: caller contract of `free`.
     unsafe {
         match hdr.kind() {
-            Some(KindId::AllocSet) => aset::free(p, hdr),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => aset::free(p, hdr),
             Some(KindId::Generation) => generation::free(p, hdr),
             Some(KindId::Slab) => {
                 slab::free(p, hdr);
@@ -815,7 +815,7 @@ unsafe fn realloc_uninstrumented(
     // SAFETY: caller contract.
     unsafe {
         match hdr.kind() {
-            Some(KindId::AllocSet) => aset::realloc(p, hdr, size, flags),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => aset::realloc(p, hdr, size, flags),
             Some(KindId::Generation) => generation::realloc(p, hdr, size, flags),
             Some(KindId::Slab) => slab::realloc(p, hdr, size),
             Some(KindId::AlignedRedirect) => aligned::realloc(p, hdr, size, flags),
@@ -834,7 +834,7 @@ pub(crate) unsafe fn chunk_capacity_dispatch(p: *mut u8, hdr: Header) -> usize {
     // SAFETY: caller contract.
     unsafe {
         match hdr.kind() {
-            Some(KindId::AllocSet) => aset::chunk_capacity(p, hdr),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => aset::chunk_capacity(p, hdr),
             Some(KindId::Generation) => generation::chunk_capacity(p, hdr),
             Some(KindId::Slab) => slab::chunk_space(p, hdr) - CHUNK_HDR_SIZE,
             #[cfg(feature = "checking")]
@@ -861,7 +861,7 @@ pub(crate) unsafe fn chunk_context_raw(p: *mut u8) -> Result<*mut ContextHeader,
         let hdr = read_header(p);
         match hdr.kind() {
             Some(KindId::AlignedRedirect) => chunk_context_raw(aligned::unaligned(p, hdr)),
-            Some(KindId::AllocSet | KindId::Generation | KindId::Slab) => {
+            Some(KindId::AllocSet | KindId::AllocSetFar | KindId::Generation | KindId::Slab) => {
                 Ok(chunk_context_dispatch(p, hdr))
             }
             _ => Err(bad_pointer(hdr, 0)),
@@ -878,7 +878,7 @@ pub(crate) unsafe fn chunk_context_dispatch(p: *mut u8, hdr: Header) -> *mut Con
     // SAFETY: caller contract.
     unsafe {
         match hdr.kind() {
-            Some(KindId::AllocSet) => aset::chunk_context(p, hdr),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => aset::chunk_context(p, hdr),
             Some(KindId::Generation) => generation::chunk_context(p, hdr),
             Some(KindId::Slab) => slab::chunk_context(p, hdr),
             #[cfg(feature = "checking")]
@@ -901,7 +901,7 @@ pub unsafe fn chunk_space(ptr: NonNull<u8>) -> Result<usize, Error> {
         crate::checking::verify_chunk(p, "chunk_space")?;
         let hdr = read_header(p);
         match hdr.kind() {
-            Some(KindId::AllocSet) => Ok(aset::chunk_space(p, hdr)),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => Ok(aset::chunk_space(p, hdr)),
             Some(KindId::Generation) => Ok(generation::chunk_capacity(p, hdr) + CHUNK_HDR_SIZE),
             Some(KindId::Slab) => Ok(slab::chunk_space(p, hdr)),
             Some(KindId::AlignedRedirect) => {
@@ -928,7 +928,7 @@ pub unsafe fn chunk_capacity(ptr: NonNull<u8>) -> Result<usize, Error> {
     unsafe {
         let hdr = read_header(p);
         match hdr.kind() {
-            Some(KindId::AllocSet) => Ok(aset::chunk_capacity(p, hdr)),
+            Some(KindId::AllocSet | KindId::AllocSetFar) => Ok(aset::chunk_capacity(p, hdr)),
             Some(KindId::Generation) => Ok(generation::chunk_capacity(p, hdr)),
             Some(KindId::Slab) => Ok(slab::chunk_space(p, hdr) - CHUNK_HDR_SIZE),
             Some(KindId::AlignedRedirect) => {

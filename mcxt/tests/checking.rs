@@ -242,7 +242,8 @@ fn a_write_before_the_chunk_is_caught_before_its_header_is_trusted() {
     let r = reports_of(|| unsafe {
         let p = c.alloc(32).unwrap();
         // One byte before the chunk: the top byte of its header word (the
-        // block offset). Trusting it would send `free` to a wrong block.
+        // context's address, or the block offset). Trusting it would send
+        // `free` to a wrong context or block.
         *p.as_ptr().sub(1) ^= 0x40;
         let e = raw::free(p).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::BadPointer { .. }));
