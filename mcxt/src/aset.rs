@@ -175,7 +175,11 @@ pub(crate) struct AllocSet {
     endptr: *mut u8,
     /// Block chunks are carved from, or null before the first allocation.
     current: *mut Block,
-    chunk_limit: usize,
+    /// Largest small request (at most [`CLASS_LIMIT`]); 32 bits so that it
+    /// shares a word with `recycle_slot`.
+    chunk_limit: u32,
+    /// 0: not recyclable; 1: DEFAULT; 2: SMALL / START_SMALL.
+    recycle_slot: u8,
     /// Bit `c` is set when free list `c` may be non-empty: set by every
     /// push, cleared only by reset, which then clears just those lists
     /// (most resets find none or a few, not all 36).
@@ -188,14 +192,10 @@ pub(crate) struct AllocSet {
     init_block_size: usize,
     max_block_size: usize,
     next_block_size: usize,
-    /// 0: not recyclable; 1: DEFAULT; 2: SMALL / START_SMALL.
-    recycle_slot: u8,
     /// What every small chunk's header has but its class and block
-    /// offset: the owner form naming this set, or the far form's kind.
+    /// offset: the owner form naming this set, or the far form's kind
+    /// alone (see [`small_header`]).
     header_base: u64,
-    /// `!0` in the far form (the block offset goes into the header), 0 in
-    /// the owner form; see [`small_header`].
-    offset_mask: u64,
 }
 
 const _: () = assert!(NUM_CLASSES <= u64::BITS as usize, "maybe_free is a u64");
@@ -217,12 +217,13 @@ unsafe fn block_bytes(block: *mut Block) -> usize {
 /// Largest chunk kept small for a given maximum block size: at most a
 /// quarter of a maximal block, so that one huge chunk does not strand most
 /// of a block (PostgreSQL's `ALLOC_CHUNK_FRACTION`).
-fn chunk_limit_for(max_block_size: usize) -> usize {
+fn chunk_limit_for(max_block_size: usize) -> u32 {
     let mut limit = CLASS_LIMIT;
     while limit > 8 && limit + CHUNK_HDR_SIZE > (max_block_size - BLOCK_HDR) / 4 {
         limit >>= 1;
     }
-    limit
+    const { assert!(CLASS_LIMIT <= u32::MAX as usize) };
+    limit as u32
 }
 
 fn recycle_slot_for(sizes: &AllocSetSizes) -> u8 {
@@ -287,7 +288,6 @@ pub(crate) unsafe fn create(
             next_block_size: sizes.init_block_size,
             recycle_slot: slot,
             header_base: 0,
-            offset_mask: 0,
         });
         choose_header_form(set);
         if sizes.min_context_size != 0 {
@@ -412,17 +412,23 @@ unsafe fn finish_create(set: *mut AllocSet, parent: *mut ContextHeader) {
 unsafe fn choose_header_form(set: *mut AllocSet) {
     // SAFETY: `set` is a valid, private AllocSet (caller contract).
     unsafe {
-        match Header::owner_base(KindId::AllocSet, set.cast()) {
-            Some(base) => {
-                (*set).header_base = base;
-                (*set).offset_mask = 0;
-            }
-            None => {
-                (*set).header_base = KindId::AllocSetFar as u64;
-                (*set).offset_mask = !0;
-            }
-        }
+        (*set).header_base =
+            Header::owner_base(KindId::AllocSet, set.cast()).unwrap_or(KindId::AllocSetFar as u64);
     }
+}
+
+/// `!0` if `header_base` is of the far form (whose headers carry the
+/// block offset), 0 if of the owner form: bit 1 of the kind id, spread by
+/// an arithmetic shift, so the carve path needs no branch and the set no
+/// second field.
+#[inline(always)]
+fn offset_mask(header_base: u64) -> u64 {
+    const FORM_BIT: u32 = 1;
+    const {
+        assert!((KindId::AllocSetFar as u64 >> FORM_BIT) & 1 == 1);
+        assert!((KindId::AllocSet as u64 >> FORM_BIT) & 1 == 0);
+    };
+    (((header_base << (63 - FORM_BIT)) as i64) >> 63) as u64
 }
 
 /// The header of a small chunk of `class` carved `offset` bytes into its
@@ -432,10 +438,9 @@ unsafe fn choose_header_form(set: *mut AllocSet) {
 unsafe fn small_header(set: *mut AllocSet, class: usize, offset: usize) -> Header {
     // SAFETY: `set` valid (caller contract).
     unsafe {
+        let base = (*set).header_base;
         Header(
-            (*set).header_base
-                | Header::owned_value(class)
-                | (Header::offset_bits(offset) & (*set).offset_mask),
+            base | Header::owned_value(class) | (Header::offset_bits(offset) & offset_mask(base)),
         )
     }
 }
@@ -511,7 +516,7 @@ pub(crate) unsafe fn alloc(
     // SAFETY: `set` is valid (caller contract); the free list holds chunks
     // of this class; the carve stays within [freeptr, endptr).
     unsafe {
-        if size > (*set).chunk_limit {
+        if size > (*set).chunk_limit as usize {
             return alloc_large(set, size, flags);
         }
         let class = class_of(size);
@@ -614,11 +619,12 @@ unsafe fn carve_remainder(set: *mut AllocSet) {
             if avail < CHUNK_HDR_SIZE + 8 {
                 break;
             }
-            let Some(mut class) = class_fitting((avail - CHUNK_HDR_SIZE).min((*set).chunk_limit))
+            let Some(mut class) =
+                class_fitting((avail - CHUNK_HDR_SIZE).min((*set).chunk_limit as usize))
             else {
                 break;
             };
-            if class_size(class) > (*set).chunk_limit {
+            if class_size(class) > (*set).chunk_limit as usize {
                 class -= 1;
             }
             let p = (*set).freeptr;
@@ -1099,7 +1105,7 @@ pub(crate) unsafe fn check(set: *mut AllocSet, checker: &mut Checker<'_>) -> usi
                 }
                 // All of the header but the far form's block offset.
                 let hdr = read_header(fc.cast());
-                if hdr.0 & !((*set).offset_mask & Header::offset_bits(MAX_BLOCK_SIZE))
+                if hdr.0 & !(offset_mask((*set).header_base) & Header::offset_bits(MAX_BLOCK_SIZE))
                     != small_header(set, class, 0).0
                 {
                     checker.problem(Problem::CorruptChunk { what: "free list holds a chunk of another class (free-list link overwritten?)" }, fc.cast());
@@ -1416,7 +1422,6 @@ mod tests {
             let ctx = MemoryContext::new_alloc_set(None, "far", AllocSetSizes::DEFAULT).unwrap();
             let set = ctx.header().cast::<AllocSet>();
             (*set).header_base = KindId::AllocSetFar as u64;
-            (*set).offset_mask = !0;
             exercise(ctx, KindId::AllocSetFar);
             // Back to the context's own form before it is recycled.
             ctx.reset();
