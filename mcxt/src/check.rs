@@ -13,7 +13,7 @@
 //! report what they find to a [`Checker`]; this module turns that into
 //! [`Report`]s.
 
-use crate::chunk::{read_header, Header, KindId};
+use crate::chunk::{read_header, Header, KindId, GENERAL_VALUE_BITS};
 use crate::tree::ContextHeader;
 use crate::ContextKind;
 use alloc::vec::Vec;
@@ -210,18 +210,9 @@ impl Checker<'_> {
         kind: KindId,
         block_offset: usize,
     ) -> Option<Header> {
+        // Everything but the value: kind, external bit (clear), offset.
         // SAFETY: caller contract.
-        let hdr = unsafe { read_header(p) };
-        if !hdr.is_shared_chunk_of(kind) || hdr.block_offset() != block_offset {
-            self.problem(
-                Problem::CorruptChunk {
-                    what: "chunk header overwritten (wrong kind or block offset)",
-                },
-                p,
-            );
-            return None;
-        }
-        Some(hdr)
+        unsafe { self.header_like(p, Header::new(kind, 0, block_offset), GENERAL_VALUE_BITS) }
     }
 
     /// The header of the chunk at `p` if it equals `expected` in every bit

@@ -84,6 +84,8 @@ const VALUE_BITS: u32 = 29;
 /// Largest value a header can carry.
 pub(crate) const MAX_VALUE: usize = (1 << VALUE_BITS) - 1;
 const OFFSET_SHIFT: u32 = VALUE_SHIFT + VALUE_BITS;
+/// The value bits of a general-layout header, in place.
+pub(crate) const GENERAL_VALUE_BITS: u64 = (MAX_VALUE as u64) << VALUE_SHIFT;
 /// Largest distance from a chunk header back to its block header.
 pub(crate) const MAX_BLOCK_OFFSET: usize = (1usize << (64 - OFFSET_SHIFT)) - 1;
 /// Pattern stored in the value and offset bits of external chunks, so a
