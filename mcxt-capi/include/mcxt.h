@@ -254,6 +254,22 @@ extern void mcxt_set_limit(MemoryContext context, Size limit);
  */
 extern void mcxt_retain_on_reset(MemoryContext context, Size max_bytes);
 
+/*
+ * This thread's caches: deleted AllocSet contexts kept for reuse, and
+ * freed blocks kept for the next request of the same size (so that a
+ * context deleted and built again does not go through malloc, free, and
+ * glibc trimming its heap). mcxt_cached_bytes is what they hold; memory
+ * mcxt holds from malloc is that plus what the live contexts hold.
+ * mcxt_release_cached returns all of it to malloc.
+ * mcxt_set_block_cache_limit bounds the block cache (default 512 KiB; 0
+ * turns it off, returning what it holds) and returns the previous bound.
+ * The block cache never raises the peak: before a request it cannot
+ * serve is passed to malloc, it frees at least as many bytes.
+ */
+extern Size mcxt_cached_bytes(void);
+extern void mcxt_release_cached(void);
+extern Size mcxt_set_block_cache_limit(Size max_bytes);
+
 #ifdef __cplusplus
 }
 #endif

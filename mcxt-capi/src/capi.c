@@ -63,6 +63,9 @@ extern int	mcxt__mem_allocated(MemoryContext context, bool recurse, Size *bytes)
 extern int	mcxt__is_empty(MemoryContext context, bool *empty);
 extern int	mcxt__set_limit(MemoryContext context, Size limit);
 extern int	mcxt__retain_on_reset(MemoryContext context, Size max_bytes);
+extern Size mcxt__cached_bytes(void);
+extern void mcxt__release_cached(void);
+extern Size mcxt__set_block_cache_limit(Size max_bytes);
 extern MemoryContext mcxt__chunk_context(void *pointer);
 extern int	mcxt__chunk_space(void *pointer, Size *space);
 extern int	mcxt__stats(MemoryContext context, size_t max_level, size_t max_children);
@@ -549,4 +552,22 @@ void
 mcxt_retain_on_reset(MemoryContext context, Size max_bytes)
 {
 	check_status(mcxt__retain_on_reset(context, max_bytes));
+}
+
+Size
+mcxt_cached_bytes(void)
+{
+	return mcxt__cached_bytes();
+}
+
+void
+mcxt_release_cached(void)
+{
+	mcxt__release_cached();
+}
+
+Size
+mcxt_set_block_cache_limit(Size max_bytes)
+{
+	return mcxt__set_block_cache_limit(max_bytes);
 }

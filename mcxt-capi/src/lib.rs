@@ -694,6 +694,26 @@ pub unsafe extern "C" fn mcxt__retain_on_reset(ctx: *mut c_void, max_bytes: usiz
     })
 }
 
+/// `mcxt_cached_bytes`: bytes held by this thread's caches (recycled
+/// contexts, freed blocks). Cannot fail.
+#[no_mangle]
+pub extern "C" fn mcxt__cached_bytes() -> usize {
+    mcxt_core::cached_bytes()
+}
+
+/// `mcxt_release_cached`: empties this thread's caches. Cannot fail.
+#[no_mangle]
+pub extern "C" fn mcxt__release_cached() {
+    mcxt_core::release_recycled();
+}
+
+/// `mcxt_set_block_cache_limit`: bounds this thread's block cache and
+/// returns the previous bound. Cannot fail.
+#[no_mangle]
+pub extern "C" fn mcxt__set_block_cache_limit(max_bytes: usize) -> usize {
+    mcxt_core::system::set_block_cache_limit(max_bytes)
+}
+
 /// `GetMemoryChunkContext`: NULL with an error recorded for a NULL or
 /// invalid pointer.
 ///

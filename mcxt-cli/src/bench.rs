@@ -6,9 +6,9 @@
 //! 1. the backend's tables are prepared (not timed);
 //! 2. `repeat` timed replays of all operations, each starting from a clean
 //!    allocator state: after each one every context still alive is deleted
-//!    and every chunk still live freed (not timed), and mcxt's
-//!    recycled-context cache is emptied (`mcxt::release_recycled()`)
-//!    before the next;
+//!    and every chunk still live freed (not timed), and mcxt's caches
+//!    (recycled contexts, freed blocks) are emptied
+//!    (`mcxt::release_recycled()`) before the next;
 //! 3. one untimed peak pass ([`crate::peak`]);
 //! 4. with `check`, one untimed checked replay ([`crate::check`]), on a
 //!    fresh backend; its time is not part of any reported number.

@@ -23,7 +23,7 @@ const REPLAY_HELP: &str = "\
 Each TRACE is parsed first and compiled into a compact replay program, one
 8-byte word per operation (not timed), then for each allocator:
   1. --repeat timed replays of every operation; after each, whatever is left
-     is deleted/freed (not timed) and mcxt's recycled-context cache emptied;
+     is deleted/freed (not timed) and mcxt's caches (contexts, blocks) emptied;
   2. one untimed pass measuring the peak memory held from the system;
   3. with --check, one more untimed replay verifying memory contents.
 
@@ -53,7 +53,8 @@ before the peak pass (tables allocated, malloc_trim(0) and mi_collect done).
 Each peak pass runs in a fresh child process (which only parsed the trace),
 because glibc and mimalloc keep freed memory and would hide the growth:
   mcxt      sum over root contexts of mem_allocated(true) plus
-            mcxt::recycled_bytes(), sampled after every operation (exact).
+            mcxt::cached_bytes() (recycled contexts, freed blocks kept for
+            reuse), sampled after every operation (exact).
   malloc    glibc mallinfo2() arena + hblkhd (heap obtained from the kernel,
             used or free, plus mmapped large blocks), sampled every 64
             operations and after every A/R of 8 KiB or more.

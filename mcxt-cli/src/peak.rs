@@ -9,7 +9,8 @@
 //! * **mcxt**: Σ over the root contexts of `mem_allocated(true)` (every
 //!   block of every live context: keeper blocks, growing blocks, dedicated
 //!   blocks of large chunks, headers included) plus
-//!   `mcxt::recycled_bytes()` (deleted contexts kept for reuse). mcxt's own
+//!   `mcxt::cached_bytes()` (deleted contexts and freed blocks kept for
+//!   reuse). mcxt's own
 //!   accounting, sampled after **every** operation: exact.
 //! * **malloc**: glibc's `mallinfo2()` `arena + hblkhd`: the heap obtained
 //!   with `brk`/`mmap` (in use or free inside it) plus separately mapped

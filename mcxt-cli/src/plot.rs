@@ -37,8 +37,8 @@ pub struct PlotData {
     pub peaks: Vec<(Allocator, PeakResult)>,
     /// Every live context at mcxt's peak, depth-first.
     pub contexts: Vec<ContextInfo>,
-    /// mcxt's recycled-context cache at its peak, bytes.
-    pub recycled_at_peak: u64,
+    /// mcxt's caches (recycled contexts, freed blocks) at its peak, bytes.
+    pub cached_at_peak: u64,
 }
 
 impl PlotData {
@@ -70,7 +70,7 @@ pub fn gather(
     let mut r = Replay::<McxtBackend>::new(trace);
     r.run_to(peak_op);
     let contexts = r.backend().context_tree();
-    let recycled_at_peak = mcxt::recycled_bytes() as u64;
+    let cached_at_peak = mcxt::cached_bytes() as u64;
     r.finish();
     mcxt::release_recycled();
     Ok(PlotData {
@@ -78,7 +78,7 @@ pub fn gather(
         ops: trace.ops.len(),
         peaks,
         contexts,
-        recycled_at_peak,
+        cached_at_peak,
     })
 }
 
@@ -246,11 +246,11 @@ pub fn render_svg(data: &PlotData, path: &Path) -> Result<(), String> {
     bottom
         .draw(&Text::new(
             format!(
-                "Contexts holding the memory at mcxt's peak (after op {peak_op}: {} = {} in {} contexts + {} recycled)",
+                "Contexts holding the memory at mcxt's peak (after op {peak_op}: {} = {} in {} contexts + {} cached)",
                 fmt_mib(peak_bytes),
                 fmt_mib(in_contexts),
                 data.contexts.len(),
-                fmt_mib(data.recycled_at_peak)
+                fmt_mib(data.cached_at_peak)
             ),
             (20, 12),
             title,

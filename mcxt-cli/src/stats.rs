@@ -39,8 +39,9 @@ pub struct StatsAt {
     /// Bytes held by the live contexts (Σ over roots of
     /// `mem_allocated(true)`).
     pub context_bytes: u64,
-    /// Bytes in the recycled-context cache.
-    pub recycled_bytes: u64,
+    /// Bytes in this thread's caches: recycled contexts and freed blocks
+    /// ([`mcxt::cached_bytes`]).
+    pub cached_bytes: u64,
     /// Every root's tree in `MemoryContextStats` format.
     pub text: String,
 }
@@ -73,7 +74,7 @@ pub fn stats_at(trace: &ValidTrace, at: At) -> Result<StatsAt, String> {
         ops_done: n,
         ops_total: total,
         context_bytes: r.backend().held_by_contexts(),
-        recycled_bytes: mcxt::recycled_bytes() as u64,
+        cached_bytes: mcxt::cached_bytes() as u64,
         text,
     };
     r.finish();
@@ -98,10 +99,10 @@ impl StatsAt {
         s.push_str(&self.text);
         let _ = writeln!(
             s,
-            "# held: {} bytes in contexts + {} bytes of recycled contexts = {} bytes",
+            "# held: {} bytes in contexts + {} bytes cached (recycled contexts, freed blocks) = {} bytes",
             self.context_bytes,
-            self.recycled_bytes,
-            self.context_bytes + self.recycled_bytes
+            self.cached_bytes,
+            self.context_bytes + self.cached_bytes
         );
         s
     }

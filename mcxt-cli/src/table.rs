@@ -110,7 +110,7 @@ pub fn format_table(rows: &[Row]) -> String {
     out.push_str(
         "\nns/op: fastest replay (median: median replay) / ops. vs malloc: malloc ns/op / this ns/op\n\
          (higher is faster). peak MiB: most memory held from the system (mcxt: its contexts' blocks\n\
-         + recycled contexts, exact; malloc: glibc arena+hblkhd; mimalloc: committed; sampled every\n\
+         + its caches, exact; malloc: glibc arena+hblkhd; mimalloc: committed; sampled every\n\
          64 ops and after large ones). peak/malloc: this peak / malloc's peak (lower is leaner).\n\
          glibc MiB: growth of glibc's heap during the peak pass (mcxt's blocks come from malloc).\n",
     );

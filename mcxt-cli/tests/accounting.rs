@@ -69,9 +69,14 @@ fn replay_in_thread(trace: &ValidTrace) {
             r.finish();
             assert!(r.backend().root_ids().is_empty());
             assert_eq!(r.backend().held_by_contexts(), 0);
-            assert_eq!(r.backend().held_bytes(), mcxt::recycled_bytes() as u64);
+            assert_eq!(r.backend().held_bytes(), mcxt::cached_bytes() as u64);
+            assert_eq!(
+                HELD.0.load(Relaxed) as u64,
+                r.backend().held_bytes(),
+                "the caches hold what the source has out"
+            );
             mcxt::release_recycled();
-            assert_eq!(mcxt::recycled_bytes(), 0);
+            assert_eq!(mcxt::cached_bytes(), 0);
             assert_eq!(r.backend().held_bytes(), 0);
             assert_eq!(
                 HELD.0.load(Relaxed),

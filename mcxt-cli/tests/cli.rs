@@ -200,7 +200,7 @@ fn stats_at_peak_holds_the_peak() {
     drop(r);
     let s = stats_at(&t, At::Peak).unwrap();
     assert_eq!(s.ops_done, peak.peak_op);
-    assert_eq!(s.context_bytes + s.recycled_bytes, peak.peak_bytes);
+    assert_eq!(s.context_bytes + s.cached_bytes, peak.peak_bytes);
     // The grand totals of the trees add up to the contexts' bytes.
     let grand: u64 = s
         .text

@@ -1179,11 +1179,52 @@ pub fn recycled_bytes() -> usize {
     }
 }
 
-/// Frees every recycled context of this thread, returning their memory to
-/// the system.
+/// Frees every recycled context of this thread, and returns every block
+/// of its block cache ([`system::cached_block_bytes`](crate::system::cached_block_bytes)),
+/// theirs included, to the block source: afterwards this thread's caches
+/// hold nothing.
+///
+/// ```
+/// let c = mcxt::Context::new("short-lived");
+/// c.alloc(100u64);
+/// drop(c); // deleted: kept for reuse
+/// mcxt::release_recycled();
+/// assert_eq!(mcxt::recycled_bytes(), 0);
+/// assert_eq!(mcxt::system::cached_block_bytes(), 0);
+/// ```
 pub fn release_recycled() {
     #[cfg(feature = "std")]
-    recycle::clear();
+    {
+        recycle::clear();
+        crate::block_cache::release_cached_blocks();
+    }
+}
+
+/// Bytes held by this thread's caches, which [`release_recycled`] empties:
+/// [`recycled_bytes`] plus
+/// [`system::cached_block_bytes`](crate::system::cached_block_bytes).
+/// Memory mcxt holds from the system is this plus what the live contexts
+/// hold ([`Context::mem_allocated`](crate::Context::mem_allocated)).
+///
+/// ```
+/// let c = mcxt::Context::new("grown");
+/// for _ in 0..100 {
+///     c.alloc([0u8; 1000]);
+/// }
+/// drop(c);
+/// assert!(mcxt::cached_bytes() > 0, "blocks kept for the next context");
+/// mcxt::release_recycled();
+/// assert_eq!(mcxt::cached_bytes(), 0);
+/// ```
+pub fn cached_bytes() -> usize {
+    #[cfg(feature = "std")]
+    {
+        recycle::bytes() + crate::block_cache::cached_block_bytes()
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        0
+    }
 }
 
 #[cfg(feature = "std")]

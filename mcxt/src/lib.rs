@@ -71,13 +71,16 @@
 //!
 //! Contexts are neither `Send` nor `Sync`: like PostgreSQL's, a tree
 //! belongs to one thread, which keeps every operation free of atomics.
-//! The current context, critical-section depth and context recycling
-//! cache are per thread.
+//! The current context, critical-section depth, context recycling cache
+//! and cache of freed blocks ([`system::set_block_cache_limit`]) are per
+//! thread; [`cached_bytes`] is what this thread's caches hold and
+//! [`release_recycled`] empties them.
 //!
 //! ## Features
 //!
 //! * `std` (default): current context, `palloc`, critical sections,
-//!   context recycling. Without it the crate is `no_std` + `alloc`.
+//!   context recycling, the block cache. Without it the crate is
+//!   `no_std` + `alloc`.
 //! * `serde`: `Serialize` for stats.
 //! * `nightly`: core's unstable `Allocator` for `&Context`.
 //! * `checking`: debug checking, PostgreSQL's `MEMORY_CONTEXT_CHECKING` and
@@ -102,6 +105,8 @@ extern crate alloc;
 mod aligned;
 mod allocator;
 mod aset;
+#[cfg(feature = "std")]
+mod block_cache;
 mod bump;
 mod check;
 #[cfg(feature = "checking")]
@@ -123,7 +128,8 @@ mod tree;
 
 pub use aligned::MAX_ALIGNMENT;
 pub use aset::{
-    recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED, MAX_RECYCLED_BYTES,
+    cached_bytes, recycled_bytes, release_recycled, AllocSetSizes, BlockSizes, MAX_RECYCLED,
+    MAX_RECYCLED_BYTES,
 };
 pub use check::{CheckSummary, Problem, Report};
 pub use context::{BumpContext, Context, PBox};

@@ -3,6 +3,11 @@
 //! from the thread's [`BlockSource`] (by default the global allocator) and
 //! goes back to it, so fault injection and leak counting watch only this
 //! module (see `tests/faults.rs`).
+//!
+//! Between the two sits a small per-thread cache of freed blocks (`std`
+//! feature), which hands a block of the same size out again without
+//! asking the source, and never raises the peak memory held: see
+//! [`cached_block_bytes`] and the `block_cache` module's design notes.
 
 use alloc::alloc::{alloc, dealloc, realloc, Layout};
 
@@ -91,7 +96,8 @@ std::thread_local! {
 
 /// Installs `source` (or, with `None`, the global allocator) as this
 /// thread's block source and returns the previous one. The recycled
-/// contexts of this thread are released first (to the previous source).
+/// contexts and cached blocks of this thread are released first (to the
+/// previous source).
 ///
 /// # Safety
 /// No context created on this thread while the previous source was
@@ -105,8 +111,14 @@ pub unsafe fn set_block_source(
     SOURCE.with(|s| s.replace(source))
 }
 
+#[cfg(feature = "std")]
+pub use crate::block_cache::{
+    block_cache_limit, cached_block_bytes, release_cached_blocks, set_block_cache_limit,
+    DEFAULT_BLOCK_CACHE_LIMIT,
+};
+
 #[inline]
-fn with_source<R>(f: impl FnOnce(&dyn BlockSource) -> R) -> R {
+pub(crate) fn with_source<R>(f: impl FnOnce(&dyn BlockSource) -> R) -> R {
     #[cfg(feature = "std")]
     if let Ok(Some(src)) = SOURCE.try_with(|s| s.get()) {
         return f(src);
@@ -121,7 +133,14 @@ fn with_source<R>(f: impl FnOnce(&dyn BlockSource) -> R) -> R {
 #[inline]
 pub(crate) unsafe fn alloc_block(size: usize) -> *mut u8 {
     debug_assert!(size > 0);
-    let block = with_source(|s| s.alloc(size));
+    #[cfg(feature = "std")]
+    let cached = crate::block_cache::take(size);
+    #[cfg(not(feature = "std"))]
+    let cached = None;
+    let block = match cached {
+        Some(block) => block,
+        None => with_source(|s| s.alloc(size)),
+    };
     // With `checking`, a new block is clobbered like a freed one: the
     // checks read check words of slots not carved yet, which must be
     // initialised memory (and must not look like freed chunks).
@@ -149,6 +168,12 @@ pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
     unsafe {
         crate::checking::clobber(ptr, size)
     };
+    #[cfg(feature = "std")]
+    // SAFETY: caller contract.
+    unsafe {
+        crate::block_cache::put(ptr, size)
+    };
+    #[cfg(not(feature = "std"))]
     // SAFETY: caller contract.
     with_source(|s| unsafe { s.free(ptr, size) })
 }
@@ -162,6 +187,12 @@ pub(crate) unsafe fn free_block(ptr: *mut u8, size: usize) {
 // With `checking`, the checking layer resizes chunks itself.
 #[cfg_attr(feature = "checking", allow(dead_code))]
 pub(crate) unsafe fn realloc_block(ptr: *mut u8, old_size: usize, new_size: usize) -> *mut u8 {
+    // Growth is a request like any other: the block cache makes room for
+    // it first, so that it does not raise the peak.
+    #[cfg(feature = "std")]
+    if new_size > old_size {
+        crate::block_cache::make_room(new_size - old_size);
+    }
     // SAFETY: caller contract.
     with_source(|s| unsafe { s.realloc(ptr, old_size, new_size) })
 }

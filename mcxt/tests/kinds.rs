@@ -356,6 +356,9 @@ fn bump_retains_blocks_across_resets_when_asked() {
     // test runs on its own thread), and the source is restored at the end
     // after every context made here was deleted.
     let previous = unsafe { mcxt::system::set_block_source(Some(&SOURCE)) };
+    // What the context itself asks for, without the thread's block cache
+    // serving repeated requests in between.
+    let cache_limit = mcxt::system::set_block_cache_limit(0);
     // SAFETY: every chunk is used only before the reset that kills it.
     unsafe {
         // PostgreSQL's policy (the default): every cycle gives back and
@@ -435,6 +438,7 @@ fn bump_retains_blocks_across_resets_when_asked() {
         mcxt::release_recycled(); // deleted AllocSets may be cached
         assert_eq!(SOURCE.outstanding.load(Relaxed), 0);
         mcxt::system::set_block_source(previous);
+        mcxt::system::set_block_cache_limit(cache_limit);
     }
 }
 

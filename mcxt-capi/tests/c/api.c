@@ -434,6 +434,28 @@ test_bump_retention(void)
 }
 
 static void
+test_thread_caches(void)
+{
+	MemoryContext cx;
+	Size		before;
+	int			i;
+
+	mcxt_release_cached();
+	CHECK(mcxt_cached_bytes() == 0);
+	cx = AllocSetContextCreate(TopMemoryContext, "grown", ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < 200; i++)
+		memset(MemoryContextAlloc(cx, 1000), i, 1000);
+	MemoryContextDelete(cx);
+	before = mcxt_cached_bytes();
+	CHECK(before > 0);			/* the context and its blocks are kept */
+	CHECK(mcxt_set_block_cache_limit(0) == 512 * 1024);
+	CHECK(mcxt_cached_bytes() < before);	/* blocks returned, context kept */
+	CHECK(mcxt_set_block_cache_limit(512 * 1024) == 0);
+	mcxt_release_cached();
+	CHECK(mcxt_cached_bytes() == 0);
+}
+
+static void
 test_error_handler_registry(void)
 {
 	void	   *arg = NULL;
@@ -459,6 +481,7 @@ main(void)
 	test_reset_and_delete();
 	test_limits_and_no_oom();
 	test_bump_retention();
+	test_thread_caches();
 	test_error_handler_registry();
 
 	MemoryContextStats(TopMemoryContext);

@@ -227,8 +227,8 @@ impl McxtBackend {
         self.roots.list.iter().map(|&r| self.root_context(r))
     }
 
-    /// Bytes held by the root contexts' subtrees, without the recycled
-    /// cache: Σ `mem_allocated(true)` over the roots.
+    /// Bytes held by the root contexts' subtrees, without the thread's
+    /// caches: Σ `mem_allocated(true)` over the roots.
     pub fn held_by_contexts(&self) -> u64 {
         self.roots
             .list
@@ -474,9 +474,10 @@ impl Backend for McxtBackend {
     }
 
     /// Σ over the roots of `mem_allocated(true)`, plus the bytes of this
-    /// thread's recycled-context cache ([`mcxt::recycled_bytes`]).
+    /// thread's caches: recycled contexts and freed blocks kept for reuse
+    /// ([`mcxt::cached_bytes`]).
     fn held_bytes(&self) -> u64 {
-        self.held_by_contexts() + mcxt::recycled_bytes() as u64
+        self.held_by_contexts() + mcxt::cached_bytes() as u64
     }
 
     fn chunk_ptr(&self, chunk: ChunkId) -> Option<NonNull<u8>> {
