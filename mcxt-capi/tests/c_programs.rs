@@ -119,6 +119,12 @@ fn compile(source: &str, link: Link, extra: &[&str]) -> PathBuf {
     let src = Path::new(MANIFEST_DIR).join(source);
     let stem = src.file_stem().unwrap().to_string_lossy().into_owned();
     let exe = out_dir().join(format!("{stem}-{link:?}").to_lowercase());
+    // Tests compiling the same program run in parallel: each links to a
+    // name of its own and renames it into place, so that none executes a
+    // file another is still writing (ETXTBSY, "Text file busy").
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = exe.with_extension(format!("{}-{n}.partial", std::process::id()));
     let mut cmd = Command::new(c_compiler());
     cmd.args(["-std=gnu11", "-g", "-O2", "-Wall", "-Wextra", "-Werror"])
         .arg("-I")
@@ -128,7 +134,7 @@ fn compile(source: &str, link: Link, extra: &[&str]) -> PathBuf {
         .args(extra)
         .arg(&src)
         .arg("-o")
-        .arg(&exe);
+        .arg(&partial);
     match link {
         Link::Shared => {
             let dir = lib.shared.parent().unwrap();
@@ -147,6 +153,7 @@ fn compile(source: &str, link: Link, extra: &[&str]) -> PathBuf {
         "compiling {source} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    fs::rename(&partial, &exe).expect("move the executable into place");
     exe
 }
 
