@@ -159,14 +159,23 @@ std::thread_local! {
     static CACHE: RefCell<Blocks> = const { RefCell::new(Blocks::new()) };
 }
 
-/// Runs one step on this thread's cache; `None` once the cache is gone
-/// (thread exit) or already borrowed (a block source reentering mcxt).
+/// Runs `f` on this thread's cache; `None` once the cache is gone (thread
+/// exit) or already borrowed (a block source reentering mcxt).
 #[inline]
-fn step(f: impl FnOnce(&mut Blocks) -> Step) -> Option<Step> {
+fn with_cache<R>(f: impl FnOnce(&mut Blocks) -> R) -> Option<R> {
     CACHE
         .try_with(|c| c.try_borrow_mut().ok().map(|mut b| f(&mut b)))
         .ok()
         .flatten()
+}
+
+/// Returns to the source, one at a time, the blocks `pick` evicts, until
+/// it says [`Step::Done`].
+fn give_back_while(mut pick: impl FnMut(&mut Blocks) -> Step) {
+    while let Some(Step::Evict(p, size)) = with_cache(&mut pick) {
+        // SAFETY: it left the cache, which owned it.
+        unsafe { give_back(p, size) };
+    }
 }
 
 /// Returns a block that left the cache to the thread's source.
@@ -185,11 +194,7 @@ unsafe fn give_back(p: *mut u8, size: usize) {
 /// so that the request about to be made of it does not raise the peak.
 #[inline(never)]
 pub(crate) fn take(size: usize) -> Option<*mut u8> {
-    let hit = CACHE
-        .try_with(|c| c.try_borrow_mut().ok().and_then(|mut b| b.take(size)))
-        .ok()
-        .flatten();
-    match hit {
+    match with_cache(|b| b.take(size)).flatten() {
         Some(p) => {
             instrument::make_accessible(p, size);
             Some(p)
@@ -206,15 +211,17 @@ pub(crate) fn take(size: usize) -> Option<*mut u8> {
 /// `bytes` more, so that the cache never raises the peak.
 #[inline(never)]
 pub(crate) fn make_room(bytes: usize) {
-    let mut evicted = 0;
-    while evicted < bytes {
-        let Some(Step::Evict(p, s)) = step(Blocks::evict_oldest) else {
-            return;
-        };
-        // SAFETY: it left the cache, which owned it.
-        unsafe { give_back(p, s) };
-        evicted += s;
-    }
+    let mut left = bytes;
+    give_back_while(|b| {
+        if left == 0 {
+            return Step::Done;
+        }
+        let step = b.evict_oldest();
+        if let Step::Evict(_, size) = step {
+            left = left.saturating_sub(size);
+        }
+        step
+    });
 }
 
 /// Caches a freed block, or returns it to the source.
@@ -225,7 +232,7 @@ pub(crate) fn make_room(bytes: usize) {
 #[inline(never)]
 pub(crate) unsafe fn put(p: *mut u8, size: usize) {
     loop {
-        match step(|b| b.admit(p, size)) {
+        match with_cache(|b| b.admit(p, size)) {
             Some(Step::Done) => {
                 // Stale pointers into it are reported by Valgrind / ASan,
                 // as they would be after `free`.
@@ -251,16 +258,12 @@ pub(crate) unsafe fn put(p: *mut u8, size: usize) {
 /// assert_eq!(mcxt::system::cached_block_bytes(), 0);
 /// ```
 pub fn cached_block_bytes() -> usize {
-    CACHE
-        .try_with(|c| c.try_borrow().map_or(0, |b| b.bytes))
-        .unwrap_or(0)
+    with_cache(|b| b.bytes).unwrap_or(0)
 }
 
 /// This thread's bound on the bytes of its block cache.
 pub fn block_cache_limit() -> usize {
-    CACHE
-        .try_with(|c| c.try_borrow().map_or(0, |b| b.limit))
-        .unwrap_or(0)
+    with_cache(|b| b.limit).unwrap_or(0)
 }
 
 /// Sets this thread's bound on the bytes of its block cache (0 turns the
@@ -275,25 +278,14 @@ pub fn block_cache_limit() -> usize {
 /// set_block_cache_limit(previous);
 /// ```
 pub fn set_block_cache_limit(bytes: usize) -> usize {
-    let previous = CACHE
-        .try_with(|c| {
-            c.try_borrow_mut()
-                .map_or(0, |mut b| core::mem::replace(&mut b.limit, bytes))
-        })
-        .unwrap_or(0);
-    while let Some(Step::Evict(p, s)) = step(Blocks::trim) {
-        // SAFETY: it left the cache, which owned it.
-        unsafe { give_back(p, s) };
-    }
+    let previous = with_cache(|b| core::mem::replace(&mut b.limit, bytes)).unwrap_or(0);
+    give_back_while(Blocks::trim);
     previous
 }
 
 /// Returns every block of this thread's cache to the block source.
 pub fn release_cached_blocks() {
-    while let Some(Step::Evict(p, s)) = step(Blocks::evict_oldest) {
-        // SAFETY: it left the cache, which owned it.
-        unsafe { give_back(p, s) };
-    }
+    give_back_while(Blocks::evict_oldest);
 }
 
 #[cfg(test)]
