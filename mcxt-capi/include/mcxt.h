@@ -261,7 +261,7 @@ extern void mcxt_retain_on_reset(MemoryContext context, Size max_bytes);
  * glibc trimming its heap). mcxt_cached_bytes is what they hold; memory
  * mcxt holds from malloc is that plus what the live contexts hold.
  * mcxt_release_cached returns all of it to malloc.
- * mcxt_set_block_cache_limit bounds the block cache (default 512 KiB; 0
+ * mcxt_set_block_cache_limit bounds the block cache (default 8 MiB; 0
  * turns it off, returning what it holds) and returns the previous bound.
  * The block cache never raises the peak: before a request it cannot
  * serve is passed to malloc, it frees at least as many bytes.

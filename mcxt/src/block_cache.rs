@@ -6,31 +6,37 @@
 //! mcxt takes its blocks from the global allocator, which is usually
 //! glibc `malloc`. When a context is reset or deleted, its blocks go back
 //! at once, often from the top of glibc's heap; glibc then gives the top
-//! of its heap back to the kernel (its trim threshold is 128 KiB), and the
-//! next context to grow has its blocks faulted in again, page by page,
-//! zeroed by the kernel. Replaying the analytic trace, that cycle cost
-//! mcxt a fifth of its time (3.5 ns/op, against 2.8 with trimming turned
-//! off for the whole process). Keeping a few freed blocks here, to be
-//! handed out again for a request of the same size, spares both the
-//! `malloc`/`free` calls and the refaults, without a setting of the
-//! process: analytic replays in 3.1 ns/op with the cache. What is left
-//! is the deletion of whole multi-megabyte contexts (analytic deletes a
-//! 3 MiB one three times): glibc trims what they free at once, and a
-//! cache big enough to keep them (8 MiB) measured no faster in the
-//! replay tool, so the bound stays small.
+//! of its heap back to the kernel (once the free top exceeds its trim
+//! threshold), and the next context to grow has its blocks faulted in
+//! again, page by page, zeroed by the kernel. Replaying the analytic
+//! trace, that cycle cost mcxt a sixth of its time (3.3-3.5 ns/op, against
+//! 2.9 with trimming turned off for the whole process). Keeping freed
+//! blocks here, to be handed out again for a request of the same size,
+//! spares both the `malloc`/`free` calls and the refaults, without a
+//! setting of the process. Analytic's costly pattern is a context of a
+//! few megabytes (blocks of 60-480 KiB plus dedicated chunks) deleted
+//! and built again, over and over: the cache must hold a whole one to
+//! help, hence the default bound of 8 MiB (see
+//! [`DEFAULT_BLOCK_CACHE_LIMIT`]).
 //!
 //! # The peak is not raised
 //!
 //! A cache of memory is memory held, and the cached bytes count wherever
 //! mcxt reports what it holds (`mcxt replay`'s peak adds
 //! [`cached_block_bytes`]). The policy makes that free at the peak: when a
-//! request misses (no cached block has exactly its size), the oldest
-//! cached blocks are returned to the source *before* the new block is
-//! requested, until they add up to at least its size or the cache is
-//! empty. So the bytes held by the contexts plus the cache rise only by
-//! requests the cache could not have covered, and never exceed the
-//! highest the contexts alone would have held. (Freeing first also lets
-//! `malloc` satisfy the new request from the memory just returned.)
+//! request misses (no cached block has exactly its size), cached blocks
+//! are returned to the source *before* the new block is requested, until
+//! they add up to at least its size or the cache is empty. So the bytes
+//! held by the contexts plus the cache rise only by requests the cache
+//! could not have covered, and never exceed the highest the contexts
+//! alone would have held.
+//!
+//! Which blocks go back matters for the memory the *source* holds: the
+//! smallest cached block at least as large as the request, if there is
+//! one, so that `malloc` can serve the request from exactly the memory
+//! just returned (returning the oldest blocks instead scattered holes
+//! through glibc's heap, and the heap grew around them). Only when no
+//! cached block is large enough do the oldest go, several of them.
 //!
 //! # Bounds
 //!
@@ -38,27 +44,31 @@
 //! with [`set_block_cache_limit`]; 0 turns the cache off) and [`SLOTS`]
 //! blocks; a block larger than the limit is never cached. Over either
 //! bound, the oldest blocks go back first. That bounds what an idle
-//! thread keeps; [`release_cached_blocks`] (or `mcxt::release_recycled`)
-//! returns it all.
+//! thread keeps, and it never keeps more than it once held;
+//! [`release_cached_blocks`] (or `mcxt::release_recycled`) returns it
+//! all.
 //!
 //! Exact sizes only: a block is what its context asked for (block sizes
 //! follow each kind's growth sequence, so a handful of sizes repeat), and
 //! handing out a larger one would misstate what the context holds.
-//! Replaying the shared traces with 512 KiB, 37,000 of plpgsql's 45,000
-//! block requests and 31,000 of pgbench's 32,000 are served here.
 
 use core::cell::RefCell;
 
 use crate::instrument;
 use crate::system::with_source;
 
-/// Default bound on the bytes one thread's cache holds. Replaying the
-/// shared traces (block requests served by the cache, by bound): 128 KiB
-/// 1,667 / 35,789 / 31,065 on analytic / plpgsql / pgbench, 512 KiB 1,957
-/// / 37,102 / 31,427, 2 MiB 2,113 / 37,106 / 31,443. In time, 512 KiB,
-/// 2 MiB and 8 MiB (with 256 slots) replayed every trace alike (analytic
-/// 3.1-3.2 ns/op); past 512 KiB only the idle footprint grows.
-pub const DEFAULT_BLOCK_CACHE_LIMIT: usize = 512 * 1024;
+/// Default bound on the bytes one thread's cache holds: 8 MiB.
+///
+/// Chosen by replaying the shared PostgreSQL traces (`mcxt replay`, same
+/// runs, glibc as the block source): analytic replayed in 3.1-3.3 ns/op
+/// with 512 KiB, 2.9-3.0 with 4 MiB and 2.6 with 8 MiB (2.75x glibc
+/// `malloc`'s time instead of 2.3x), 16 MiB no faster; the other traces
+/// were unchanged. The peak held is the same at every bound (see the
+/// [module docs](self)); what a larger bound costs is what an idle thread
+/// may keep after a large context is gone. For scale, glibc's own
+/// dynamic trim threshold, the free heap top it keeps rather than return,
+/// rises to 64 MiB.
+pub const DEFAULT_BLOCK_CACHE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Most blocks one thread's cache holds. A request scans the cached sizes
 /// (newest first), so the bound keeps that scan to eight cache lines; 16
@@ -127,6 +137,26 @@ impl Blocks {
         self.len += 1;
         self.bytes += size;
         Step::Done
+    }
+
+    /// One step of making room for a request of `bytes`: the smallest
+    /// cached block of at least `bytes` if there is one (so a single
+    /// block goes back, and the source can serve the request from exactly
+    /// that memory), else the oldest.
+    fn evict_for(&mut self, bytes: usize) -> Step {
+        let mut best: Option<usize> = None;
+        for (i, &s) in self.sizes[..self.len].iter().enumerate() {
+            if s >= bytes && best.is_none_or(|b| s < self.sizes[b]) {
+                best = Some(i);
+            }
+        }
+        match best {
+            Some(i) => {
+                let (p, size) = self.remove(i);
+                Step::Evict(p, size)
+            }
+            None => self.evict_oldest(),
+        }
     }
 
     /// The newest cached block of exactly `size` bytes, taken out.
@@ -206,9 +236,10 @@ pub(crate) fn take(size: usize) -> Option<*mut u8> {
     }
 }
 
-/// Returns the oldest cached blocks to the source until they add up to
-/// `bytes` (or the cache is empty): called before the source is asked for
-/// `bytes` more, so that the cache never raises the peak.
+/// Returns cached blocks to the source until they add up to `bytes` (or
+/// the cache is empty), each the smallest that covers what is left, else
+/// the oldest: called before the source is asked for `bytes` more, so
+/// that the cache never raises the peak.
 #[inline(never)]
 pub(crate) fn make_room(bytes: usize) {
     let mut left = bytes;
@@ -216,7 +247,7 @@ pub(crate) fn make_room(bytes: usize) {
         if left == 0 {
             return Step::Done;
         }
-        let step = b.evict_oldest();
+        let step = b.evict_for(left);
         if let Step::Evict(_, size) = step {
             left = left.saturating_sub(size);
         }
@@ -314,6 +345,22 @@ mod tests {
         }
         assert!(matches!(b.evict_oldest(), Step::Done));
         assert_eq!((b.len, b.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_miss_returns_the_smallest_block_that_covers_it_else_the_oldest() {
+        let mut b = Blocks::new();
+        for (i, size) in [40_000, 9000, 20_000, 12_000].into_iter().enumerate() {
+            assert!(matches!(b.admit(fake(i + 1), size), Step::Done));
+        }
+        // 10,000 bytes: 12,000 is the smallest block that covers it.
+        assert!(matches!(b.evict_for(10_000), Step::Evict(p, 12_000) if p == fake(4)));
+        // Nothing covers 50,000: the oldest goes.
+        assert!(matches!(b.evict_for(50_000), Step::Evict(p, 40_000) if p == fake(1)));
+        assert_eq!(&b.sizes[..b.len], &[9000, 20_000], "order kept");
+        assert!(matches!(b.evict_for(9000), Step::Evict(_, 9000)));
+        assert!(matches!(b.evict_for(1), Step::Evict(_, 20_000)));
+        assert!(matches!(b.evict_for(1), Step::Done));
     }
 
     #[test]

@@ -448,9 +448,9 @@ test_thread_caches(void)
 	MemoryContextDelete(cx);
 	before = mcxt_cached_bytes();
 	CHECK(before > 0);			/* the context and its blocks are kept */
-	CHECK(mcxt_set_block_cache_limit(0) == 512 * 1024);
+	CHECK(mcxt_set_block_cache_limit(0) == 8 * 1024 * 1024);
 	CHECK(mcxt_cached_bytes() < before);	/* blocks returned, context kept */
-	CHECK(mcxt_set_block_cache_limit(512 * 1024) == 0);
+	CHECK(mcxt_set_block_cache_limit(8 * 1024 * 1024) == 0);
 	mcxt_release_cached();
 	CHECK(mcxt_cached_bytes() == 0);
 }
