@@ -59,15 +59,16 @@ use crate::system::with_source;
 
 /// Default bound on the bytes one thread's cache holds: 8 MiB.
 ///
-/// Chosen by replaying the shared PostgreSQL traces (`mcxt replay`, same
-/// runs, glibc as the block source): analytic replayed in 3.1-3.3 ns/op
-/// with 512 KiB, 2.9-3.0 with 4 MiB and 2.6 with 8 MiB (2.75x glibc
-/// `malloc`'s time instead of 2.3x), 16 MiB no faster; the other traces
-/// were unchanged. The peak held is the same at every bound (see the
-/// [module docs](self)); what a larger bound costs is what an idle thread
-/// may keep after a large context is gone. For scale, glibc's own
-/// dynamic trim threshold, the free heap top it keeps rather than return,
-/// rises to 64 MiB.
+/// Chosen by replaying the shared PostgreSQL traces (`mcxt replay`,
+/// glibc as the block source). Alternating builds with the README's
+/// command, analytic replayed in 3.3 ns/op with 512 KiB and 2.9 with
+/// 8 MiB (2.44x glibc `malloc`'s time instead of 2.14x); in runs of mcxt
+/// and malloc alone, 3.1-3.3 with 512 KiB, 2.9-3.0 with 4 MiB, 2.6 with
+/// 8 MiB, and 16 MiB no faster. The other traces were unchanged. The
+/// peak held is the same at every bound (see the [module docs](self));
+/// what a larger bound costs is what an idle thread may keep after a
+/// large context is gone. For scale, glibc's own dynamic trim threshold
+/// (the free heap top it keeps rather than return) rises to 64 MiB.
 pub const DEFAULT_BLOCK_CACHE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Most blocks one thread's cache holds. A request scans the cached sizes
@@ -144,13 +145,12 @@ impl Blocks {
     /// block goes back, and the source can serve the request from exactly
     /// that memory), else the oldest.
     fn evict_for(&mut self, bytes: usize) -> Step {
-        let mut best: Option<usize> = None;
-        for (i, &s) in self.sizes[..self.len].iter().enumerate() {
-            if s >= bytes && best.is_none_or(|b| s < self.sizes[b]) {
-                best = Some(i);
-            }
-        }
-        match best {
+        let covering = self.sizes[..self.len]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &s)| s >= bytes)
+            .min_by_key(|&(_, &s)| s);
+        match covering.map(|(i, _)| i) {
             Some(i) => {
                 let (p, size) = self.remove(i);
                 Step::Evict(p, size)
