@@ -65,8 +65,8 @@ use crate::system::with_source;
 /// 8 MiB (2.44x glibc `malloc`'s time instead of 2.14x); in runs of mcxt
 /// and malloc alone, 3.1-3.3 with 512 KiB, 2.9-3.0 with 4 MiB, 2.6 with
 /// 8 MiB, and 16 MiB no faster. The other traces were unchanged. The
-/// peak held is the same at every bound (the cache returns blocks before a request it misses);
-/// what a larger bound costs is what an idle thread may keep after a
+/// peak held is the same at every bound (the cache gives blocks back
+/// before a request it misses); what a larger bound costs is what an idle thread may keep after a
 /// large context is gone. For scale, glibc's own dynamic trim threshold
 /// (the free heap top it keeps rather than return) rises to 64 MiB.
 pub const DEFAULT_BLOCK_CACHE_LIMIT: usize = 8 * 1024 * 1024;
