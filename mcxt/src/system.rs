@@ -4,7 +4,7 @@
 //! goes back to it, so fault injection and leak counting watch only this
 //! module (see `tests/faults.rs`).
 //!
-//! Between the two sits a small per-thread cache of freed blocks (`std`
+//! Between the two sits a bounded per-thread cache of freed blocks (`std`
 //! feature), which hands a block of the same size out again without
 //! asking the source, and never raises the peak memory held: see
 //! [`cached_block_bytes`] and the `block_cache` module's design notes.
