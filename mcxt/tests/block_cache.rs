@@ -12,10 +12,11 @@ use mcxt::system::{
 };
 use mcxt::{BlockSizes, ContextSpec};
 
-/// Forwards to the global allocator, counting requests and the bytes out
-/// (and their highest).
+/// Forwards to the global allocator, counting requests (and among them
+/// the shrinking `realloc`s) and the bytes out (and their highest).
 struct Counting {
     requests: AtomicUsize,
+    shrinks: AtomicUsize,
     bytes: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -24,6 +25,7 @@ impl Counting {
     const fn new() -> Counting {
         Counting {
             requests: AtomicUsize::new(0),
+            shrinks: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
@@ -37,6 +39,7 @@ impl Counting {
     /// Starts a measurement: the peak from the current bytes out.
     fn restart(&self) {
         self.requests.store(0, Relaxed);
+        self.shrinks.store(0, Relaxed);
         self.peak.store(self.bytes.load(Relaxed), Relaxed);
     }
 }
@@ -60,6 +63,9 @@ unsafe impl BlockSource for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
         self.requests.fetch_add(1, Relaxed);
+        if new < old {
+            self.shrinks.fetch_add(1, Relaxed);
+        }
         // SAFETY: forwarded contract.
         let p = unsafe { SystemSource.realloc(ptr, old, new) };
         if !p.is_null() {
@@ -299,6 +305,56 @@ fn the_limit_bounds_the_cache_and_zero_turns_it_off() {
         mcxt::release_recycled();
         assert_eq!(LIMIT_SOURCE.bytes.load(Relaxed), 0);
         set_block_cache_limit(mcxt::system::DEFAULT_BLOCK_CACHE_LIMIT);
+    });
+}
+
+static SHRINK_SOURCE: Counting = Counting::new();
+
+#[test]
+fn a_large_miss_shrinks_a_larger_cached_block_a_small_one_does_not() {
+    on_thread(&SHRINK_SOURCE, || {
+        let c = create(None, ContextSpec::AllocSet(BlockSizes::DEFAULT));
+        // SAFETY: chunks used and freed once, while `c` is alive.
+        unsafe {
+            // Two dedicated blocks cached: about 300 KiB and 120 KiB.
+            let big = c.alloc(300 * 1024).unwrap();
+            let mid = c.alloc(120 * 1024).unwrap();
+            raw::free(big).unwrap();
+            raw::free(mid).unwrap();
+            let cached = cached_block_bytes();
+            assert!(cached > 420 * 1024, "{cached}");
+            let out = SHRINK_SOURCE.bytes.load(Relaxed);
+            SHRINK_SOURCE.restart();
+
+            // 100 KiB: the 120 KiB block is the smallest that covers it,
+            // shrunk in place of a new request.
+            let p = c.alloc(100 * 1024).unwrap();
+            p.as_ptr().write_bytes(7, 100 * 1024);
+            assert_eq!(SHRINK_SOURCE.requests.load(Relaxed), 1);
+            assert_eq!(SHRINK_SOURCE.shrinks.load(Relaxed), 1, "shrunk");
+            let taken = cached - cached_block_bytes();
+            assert!(
+                taken > 120 * 1024 && taken < 130 * 1024,
+                "the 120 KiB block was taken: {taken}"
+            );
+            let freed = out - SHRINK_SOURCE.bytes.load(Relaxed);
+            assert!(
+                freed > 15 * 1024 && freed < 25 * 1024,
+                "only its tail went back: {freed} bytes"
+            );
+
+            // 40 KiB (below the threshold): the 300 KiB block goes back
+            // and the source is asked afresh.
+            SHRINK_SOURCE.restart();
+            let q = c.alloc(40 * 1024).unwrap();
+            q.as_ptr().write_bytes(9, 40 * 1024);
+            assert_eq!(SHRINK_SOURCE.shrinks.load(Relaxed), 0, "not shrunk");
+            assert_eq!(SHRINK_SOURCE.requests.load(Relaxed), 1);
+            assert_eq!(cached_block_bytes(), 0);
+            assert_eq!(*p.as_ptr().add(100 * 1024 - 1), 7);
+            c.delete();
+        }
+        assert_eq!(SHRINK_SOURCE.bytes.load(Relaxed), mcxt::cached_bytes());
     });
 }
 

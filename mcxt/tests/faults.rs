@@ -17,6 +17,8 @@ struct Failing {
     bytes: AtomicUsize,
     blocks: AtomicUsize,
     failures: AtomicUsize,
+    /// Failures of a `realloc` to a smaller size.
+    shrink_failures: AtomicUsize,
 }
 
 impl Failing {
@@ -28,12 +30,14 @@ impl Failing {
             bytes: AtomicUsize::new(0),
             blocks: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
+            shrink_failures: AtomicUsize::new(0),
         }
     }
 
     fn arm(&self, fail_at: usize, sticky: bool) {
         self.requests.store(0, Relaxed);
         self.failures.store(0, Relaxed);
+        self.shrink_failures.store(0, Relaxed);
         self.fail_at.store(fail_at, Relaxed);
         self.fail_after.store(sticky as usize, Relaxed);
     }
@@ -72,6 +76,9 @@ unsafe impl BlockSource for Failing {
 
     unsafe fn realloc(&self, ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
         if self.should_fail() {
+            if new < old {
+                self.shrink_failures.fetch_add(1, Relaxed);
+            }
             return std::ptr::null_mut();
         }
         // SAFETY: forwarded contract.
@@ -271,7 +278,14 @@ fn every_failing_request_is_an_error_and_nothing_leaks() {
                 FAILING.failures.load(Relaxed) >= 1,
                 "request {n} was failed"
             );
-            assert!(failed >= 1, "a failure at request {n} reached the caller");
+            // The one request whose failure mcxt absorbs: the block cache
+            // shrinking a cached block for a large request (it gives the
+            // block back and asks for a new one instead).
+            let absorbed = !sticky && FAILING.shrink_failures.load(Relaxed) == 1;
+            assert!(
+                failed >= 1 || absorbed,
+                "a failure at request {n} reached the caller"
+            );
             assert_eq!(
                 FAILING.bytes.load(Relaxed),
                 0,
