@@ -254,16 +254,31 @@ pub(crate) fn take(size: usize) -> Option<*mut u8> {
 /// exactly is served from the smallest larger cached block, shrunk to
 /// `size` by the source (`realloc`, which glibc does in place, freeing
 /// the tail): its pages are already faulted in, and the cached bytes fall
-/// by more than the context gains. Returning the block and asking for a
-/// new one instead let glibc trim the freed memory off its heap top and
-/// fault it in again: 1,900 of analytic's 2,300 page faults per replay
-/// (2.1 µs each on the development machine, a sixth of mcxt's replay
-/// time), and most of pgbench-tpcb's 730. Below 64 KiB a block is a few
-/// pages, and shrinking those too scattered small holes through glibc's
-/// heap (it grew from 4.07 to 4.80 MiB on plpgsql, from 17.1 to 20.0 on
-/// pgbench-tpcb); from 64 KiB it did not grow on any trace but analytic
-/// (7.66 to 8.86 MiB), and faults fell to 435 per replay on analytic, 54
-/// on pgbench-tpcb. 32 and 128 KiB each saved far fewer faults.
+/// by more than the context gains.
+///
+/// Returning the block and asking for a new one instead lets glibc trim
+/// the freed memory off its heap top and fault it in again: 1,900 of
+/// analytic's 2,300 page faults per replay (a page fault costs about
+/// 2 µs on the development machine; analytic replays in about 18 ms), and
+/// 680 of pgbench-tpcb's 730. glibc trims that eagerly because its trim
+/// threshold is dynamic: it starts at 128 KiB and rises only when the
+/// program frees a large `mmap`ed chunk, and the cache keeps exactly the
+/// large blocks whose `free` would have raised it. (With the threshold
+/// raised first, by freeing one 30 MiB allocation at start, every policy
+/// here faulted fewer than 70 times per replay; mcxt does not touch
+/// glibc's settings, which belong to the program.)
+///
+/// The threshold is measured, and the fault count of analytic depends on
+/// it in ways that follow glibc's heap layout, not a smooth curve: per
+/// replay 485 with no threshold (every miss with a larger cached block
+/// shrinks it), 2,065 from 48 KiB, 1,604 from 60 KiB, 435 from 64 KiB,
+/// 1,875 from 68 KiB, 2,041 from 96 KiB, 2,068 from 128 KiB;
+/// pgbench-tpcb 49-69 from any of them. No threshold was not chosen
+/// because shrinking small blocks scatters small holes through glibc's
+/// heap: it grew by 10-20% on every trace (plpgsql 4.07 to 4.80 MiB,
+/// pgbench-tpcb 17.1 to 20.0), where from 64 KiB it did not grow on any
+/// trace but analytic (7.66 to 8.86 MiB). mcxt's own peak is the same
+/// with every threshold.
 const SHRINK_MIN: usize = 64 * 1024;
 
 /// The smallest cached block larger than `size`, shrunk to `size` by the
