@@ -38,7 +38,7 @@ if command -v valgrind >/dev/null; then
   expect "valgrind feature: no bad read, no report" "none: read 0" 0 -- \
     valgrind -q --error-exitcode=99 target/debug/examples/read_after_free none
   cargo build -q -p mcxt --features valgrind --tests
-  for t in kinds model; do
+  for t in kinds model aset block_cache; do
     exe=$(ls -t target/debug/deps/$t-* | grep -v '\.d$' | head -1)
     expect "valgrind feature: $t tests clean under memcheck" "test result: ok" 0 -- \
       valgrind -q --error-exitcode=99 "$exe" --test-threads 1
@@ -65,7 +65,7 @@ expect "asan feature: no bad read, no report" "none: read 0" 0 -- \
 # exit that nothing leaked: the fault-injection test fails every block
 # request in turn, the tree tests create and delete a million contexts.
 expect "asan + leaksanitizer: test suites clean, nothing leaks" "test result: ok" 0 -- \
-  asan test -q -p mcxt --features asan --test faults --test tree --test model --test kinds --test safe
+  asan test -q -p mcxt --features asan --test faults --test tree --test model --test kinds --test safe --test aset --test block_cache
 
 if ((failures)); then
   echo "$failures expectation(s) failed"; exit 1

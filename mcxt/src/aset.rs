@@ -1180,7 +1180,7 @@ pub fn recycled_bytes() -> usize {
 }
 
 /// Frees every recycled context of this thread, and returns every block
-/// of its block cache ([`system::cached_block_bytes`](crate::system::cached_block_bytes)),
+/// of its block cache ([`system::cached_block_bytes`]),
 /// theirs included, to the block source: afterwards this thread's caches
 /// hold nothing.
 ///
@@ -1202,7 +1202,7 @@ pub fn release_recycled() {
 
 /// Bytes held by this thread's caches, which [`release_recycled`] empties:
 /// [`recycled_bytes`] plus
-/// [`system::cached_block_bytes`](crate::system::cached_block_bytes).
+/// [`system::cached_block_bytes`].
 /// Memory mcxt holds from the system is this plus what the live contexts
 /// hold ([`Context::mem_allocated`](crate::Context::mem_allocated)).
 ///

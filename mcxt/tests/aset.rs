@@ -216,10 +216,15 @@ fn realloc_in_place_within_class_and_moves_beyond() {
         check(s, 100_000, 6);
         let t = raw::realloc(s, 50).unwrap();
         check(t, 50, 6);
-        assert!(
-            raw::chunk_space(t).unwrap() < 300_000,
-            "a shrunk dedicated block gives memory back"
-        );
+        // (With the sanitizer hooks a chunk that has room is resized in
+        // place, so that every chunk comes and goes through the hooked
+        // paths: the dedicated block keeps its size there.)
+        if !cfg!(any(feature = "valgrind", feature = "asan")) {
+            assert!(
+                raw::chunk_space(t).unwrap() < 300_000,
+                "a shrunk dedicated block gives memory back"
+            );
+        }
         raw::free(t).unwrap();
         ctx.delete();
     }
@@ -815,8 +820,10 @@ fn foreign_pointers_are_refused_by_their_header() {
     let b = Box::new([0u8; 64]);
     let p = NonNull::new(Box::into_raw(b).cast::<u8>()).unwrap();
     // SAFETY: glibc keeps its chunk header in the 8 bytes before `p`.
+    // (Miri, Valgrind and ASan see that read as out of bounds, which it
+    // is for Rust: it is skipped under them.)
     unsafe {
-        if cfg!(not(miri)) {
+        if cfg!(not(any(miri, feature = "valgrind", feature = "asan"))) {
             assert!(matches!(
                 raw::free(p).unwrap_err().kind,
                 ErrorKind::BadPointer { .. }
