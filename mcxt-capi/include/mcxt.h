@@ -264,9 +264,10 @@ extern void mcxt_retain_on_reset(MemoryContext context, Size max_bytes);
  * mcxt_set_block_cache_limit bounds the block cache (default 8 MiB; 0
  * turns it off, returning what it holds) and returns the previous bound.
  * The block cache never raises the peak: before a request it cannot
- * serve is passed to malloc, it frees at least as many bytes. A request
- * of 64 KiB or more is served instead by shrinking a larger cached block
- * with realloc (in place in glibc), whose pages are already mapped.
+ * serve is passed to malloc, it frees at least as many bytes. A block
+ * request of 64 KiB or more is served instead, when a larger block is
+ * cached, by shrinking that block with realloc (in place in glibc),
+ * whose pages are already mapped.
  */
 extern Size mcxt_cached_bytes(void);
 extern void mcxt_release_cached(void);

@@ -14,7 +14,8 @@
 //! blocks here, to be handed out again for a request of the same size,
 //! spares both the `malloc`/`free` calls and the refaults, without a
 //! setting of the process. Analytic's costly pattern is a context of a
-//! few megabytes (blocks of 60-480 KiB plus dedicated chunks) deleted
+//! megabyte or more (blocks of 8-150 KiB plus dedicated chunks of 120
+//! and 480 KiB) deleted
 //! and built again, over and over: the cache must hold a whole one to
 //! help, hence the default bound of 8 MiB (see
 //! [`DEFAULT_BLOCK_CACHE_LIMIT`]).
@@ -24,7 +25,8 @@
 //! A cache of memory is memory held, and the cached bytes count wherever
 //! mcxt reports what it holds (`mcxt replay`'s peak adds
 //! [`cached_block_bytes`]). The policy makes that free at the peak: when a
-//! request misses (no cached block has exactly its size), cached blocks
+//! request misses (no cached block has exactly its size) and is not served
+//! by shrinking a larger one (from [`SHRINK_MIN`] bytes, below), cached blocks
 //! are returned to the source *before* the new block is requested, until
 //! they add up to at least its size or the cache is empty. So the bytes
 //! held by the contexts plus the cache rise only by requests the cache
@@ -38,14 +40,16 @@
 //! through glibc's heap, and the heap grew around them). Only when no
 //! cached block is large enough do the oldest go, several of them.
 //!
-//! A large request (64 KiB or more, [`SHRINK_MIN`]) does better than
-//! that: the covering block is not returned but shrunk to the request
-//! by the source (`realloc`, in place in glibc, only the tail freed) and
-//! handed out. Returned whole, it could merge with glibc's free heap
+//! A large request (a block of 64 KiB or more, [`SHRINK_MIN`]) does
+//! better than that when a larger block is cached: the covering block is
+//! not returned but shrunk to the request by the source (`realloc`, in
+//! place in glibc, only the tail freed) and handed out. Returned whole, it could merge with glibc's free heap
 //! top, which glibc then trims and the request faults in again, page by
 //! page; that was most of the page faults left with the cache (analytic
 //! 2,300 per replay, 435 with shrinking). The peak still cannot rise: the
-//! cache loses the whole block, the context gains only its request.
+//! cache loses the whole block, the context gains only its request (with
+//! a source that shrinks in place, as glibc does; one that moves the
+//! block holds both for the moment of the copy).
 //!
 //! # Bounds
 //!
@@ -60,7 +64,8 @@
 //! Exact sizes only: a block is what its context asked for (block sizes
 //! follow each kind's growth sequence, so a handful of sizes repeat), and
 //! handing out a larger one would misstate what the context holds (a
-//! shrunk block is exactly the size asked for).
+//! shrunk block, from [`SHRINK_MIN`] bytes, is exactly the size asked
+//! for).
 
 use core::cell::RefCell;
 
@@ -243,11 +248,28 @@ pub(crate) fn take(size: usize) -> Option<*mut u8> {
             instrument::make_accessible(p, size);
             Some(p)
         }
-        None => take_shrunk(size).or_else(|| {
-            make_room(size);
-            None
-        }),
+        None => match take_shrunk(size) {
+            Shrunk::Block(p) => Some(p),
+            // The block that failed to shrink went back whole: it covers
+            // the request.
+            Shrunk::RoomMade => None,
+            Shrunk::NotTried => {
+                make_room(size);
+                None
+            }
+        },
     }
+}
+
+/// What [`take_shrunk`] did.
+enum Shrunk {
+    /// Here is the shrunk block.
+    Block(*mut u8),
+    /// The source failed to shrink the covering block, which went back to
+    /// it whole.
+    RoomMade,
+    /// The request is small, or no cached block covers it.
+    NotTried,
 }
 
 /// A request of at least this many bytes that no cached block matches
@@ -275,20 +297,23 @@ pub(crate) fn take(size: usize) -> Option<*mut u8> {
 /// 1,875 from 68 KiB, 2,041 from 96 KiB, 2,068 from 128 KiB;
 /// pgbench-tpcb 49-69 from any of them. No threshold was not chosen
 /// because shrinking small blocks scatters small holes through glibc's
-/// heap: it grew by 10-20% on every trace (plpgsql 4.07 to 4.80 MiB,
-/// pgbench-tpcb 17.1 to 20.0), where from 64 KiB it did not grow on any
-/// trace but analytic (7.66 to 8.86 MiB). mcxt's own peak is the same
+/// heap: it grew by 10-20% on every trace against no shrinking at all
+/// (plpgsql 4.07 to 4.80 MiB, pgbench-tpcb 17.1 to 20.0), where from
+/// 64 KiB it did not grow on any trace but analytic (7.66 to 8.86 MiB;
+/// pgbench-tpcb 16.6). mcxt's own peak is the same
 /// with every threshold.
 const SHRINK_MIN: usize = 64 * 1024;
 
 /// The smallest cached block larger than `size`, shrunk to `size` by the
 /// source, for a request of at least [`SHRINK_MIN`] bytes.
 #[inline(never)]
-fn take_shrunk(size: usize) -> Option<*mut u8> {
+fn take_shrunk(size: usize) -> Shrunk {
     if size < SHRINK_MIN {
-        return None;
+        return Shrunk::NotTried;
     }
-    let (p, cached) = with_cache(|b| b.take_covering(size)).flatten()?;
+    let Some((p, cached)) = with_cache(|b| b.take_covering(size)).flatten() else {
+        return Shrunk::NotTried;
+    };
     instrument::make_accessible(p, cached);
     // SAFETY: a block of `cached` bytes from the thread's source, which
     // left the cache and is ours; `size` is not zero.
@@ -296,9 +321,9 @@ fn take_shrunk(size: usize) -> Option<*mut u8> {
     if shrunk.is_null() {
         // SAFETY: a failed `realloc` leaves the block as it was, ours.
         unsafe { give_back(p, cached) };
-        return None;
+        return Shrunk::RoomMade;
     }
-    Some(shrunk)
+    Shrunk::Block(shrunk)
 }
 
 /// Returns cached blocks to the source until they add up to `bytes` (or

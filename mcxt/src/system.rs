@@ -29,7 +29,10 @@ pub const BLOCK_ALIGN: usize = 16;
 /// out again until freed; `free` and `realloc` receive only blocks this
 /// source returned, with the size they were allocated (or last resized)
 /// with; `realloc` returns null (leaving the block untouched) or a block
-/// of the new size holding the old contents up to the smaller size.
+/// of the new size, aligned to [`BLOCK_ALIGN`], holding the old contents
+/// up to the smaller size. (mcxt also shrinks cached blocks with
+/// `realloc` to serve large requests: a source that moves a block to
+/// shrink it holds both for the moment of the copy.)
 pub unsafe trait BlockSource: Sync {
     /// A block of `size` bytes (`size > 0`), or null.
     fn alloc(&self, size: usize) -> *mut u8;
