@@ -15,9 +15,8 @@
 //! spares both the `malloc`/`free` calls and the refaults, without a
 //! setting of the process. Analytic's costly pattern is a context of a
 //! megabyte or more (blocks of 8-150 KiB plus dedicated chunks of 120
-//! and 480 KiB) deleted
-//! and built again, over and over: the cache must hold a whole one to
-//! help, hence the default bound of 8 MiB (see
+//! and 480 KiB) deleted and built again, over and over: the cache must
+//! hold a whole one to help, hence the default bound of 8 MiB (see
 //! [`DEFAULT_BLOCK_CACHE_LIMIT`]).
 //!
 //! # The peak is not raised
@@ -25,10 +24,11 @@
 //! A cache of memory is memory held, and the cached bytes count wherever
 //! mcxt reports what it holds (`mcxt replay`'s peak adds
 //! [`cached_block_bytes`]). The policy makes that free at the peak: when a
-//! request misses (no cached block has exactly its size) and is not served
-//! by shrinking a larger one (from [`SHRINK_MIN`] bytes, below), cached blocks
-//! are returned to the source *before* the new block is requested, until
-//! they add up to at least its size or the cache is empty. So the bytes
+//! request misses (no cached block has exactly its size) and is not
+//! served by shrinking a larger one (from [`SHRINK_MIN`] bytes, below),
+//! cached blocks are returned to the source *before* the new block is
+//! requested, until they add up to at least its size or the cache is
+//! empty. So the bytes
 //! held by the contexts plus the cache rise only by requests the cache
 //! could not have covered, and never exceed the highest the contexts
 //! alone would have held.
@@ -43,10 +43,11 @@
 //! A large request (a block of 64 KiB or more, [`SHRINK_MIN`]) does
 //! better than that when a larger block is cached: the covering block is
 //! not returned but shrunk to the request by the source (`realloc`, in
-//! place in glibc, only the tail freed) and handed out. Returned whole, it could merge with glibc's free heap
-//! top, which glibc then trims and the request faults in again, page by
-//! page; that was most of the page faults left with the cache (analytic
-//! 2,300 per replay, 435 with shrinking). The peak still cannot rise: the
+//! place in glibc, only the tail freed) and handed out. Returned whole,
+//! it could merge with glibc's free heap top, which glibc then trims and
+//! the request faults in again, page by page; that was most of the page
+//! faults left with the cache (analytic 2,300 per replay, 435 with
+//! shrinking). The peak still cannot rise: the
 //! cache loses the whole block, the context gains only its request (with
 //! a source that shrinks in place, as glibc does; one that moves the
 //! block holds both for the moment of the copy).
@@ -81,9 +82,10 @@ use crate::system::with_source;
 /// and malloc alone, 3.1-3.3 with 512 KiB, 2.9-3.0 with 4 MiB, 2.6 with
 /// 8 MiB, and 16 MiB no faster. The other traces were unchanged. The
 /// peak held is the same at every bound (the cache gives blocks back
-/// before a request it misses); what a larger bound costs is what an idle thread may keep after a
-/// large context is gone. For scale, glibc's own dynamic trim threshold
-/// (the free heap top it keeps rather than return) rises to 64 MiB.
+/// before a request it misses); what a larger bound costs is what an
+/// idle thread may keep after a large context is gone. For scale,
+/// glibc's own dynamic trim threshold (the free heap top it keeps rather
+/// than return) rises to 64 MiB.
 pub const DEFAULT_BLOCK_CACHE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Most blocks one thread's cache holds. A request scans the cached sizes
@@ -300,8 +302,7 @@ enum Shrunk {
 /// heap: it grew by 10-20% on every trace against no shrinking at all
 /// (plpgsql 4.07 to 4.80 MiB, pgbench-tpcb 17.1 to 20.0), where from
 /// 64 KiB it did not grow on any trace but analytic (7.66 to 8.86 MiB;
-/// pgbench-tpcb 16.6). mcxt's own peak is the same
-/// with every threshold.
+/// pgbench-tpcb 16.6). mcxt's own peak is the same with every threshold.
 const SHRINK_MIN: usize = 64 * 1024;
 
 /// The smallest cached block larger than `size`, shrunk to `size` by the
